@@ -1,0 +1,157 @@
+"""Immutable resource timing entries, decoded from ring records.
+
+An entry is a slotted object holding one tuple of attribute values; the
+properties, ``to_json()`` and the exports are all generated from
+``_fields.FIELDS``. Entries are built only when someone looks (a query, an
+observer, ``finish()``): the timeline keeps packed records, not objects.
+https://w3c.github.io/resource-timing/#sec-performanceresourcetiming
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+from restiming._fields import (
+    ATTRIBUTES,
+    FIELDS,
+    INDEX,
+    RECORD,
+    SPEC_KEYS,
+    TEXTS,
+    TRANSFER_SIZE_OVERHEAD,
+)
+from restiming._servertiming import PerformanceServerTiming, parse_server_timing
+
+__all__ = ["PerformanceResourceTiming", "PerformanceServerTiming", "decode_record"]
+
+_FLAG_REUSED = 0x4
+_FLAG_TAO_FAILED = 0x8
+_NTEXTS = len(TEXTS)
+
+
+class PerformanceResourceTiming:
+    """One fetch's Resource Timing entry. Times are ms relative to the time origin;
+    0 means "not exposed / did not happen". Immutable."""
+
+    __slots__ = ("_v",)
+    _v: tuple
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"PerformanceResourceTiming is immutable (tried to set {name!r})")
+
+    __delattr__ = __setattr__  # type: ignore[assignment]
+
+    @classmethod
+    def _from_values(cls, values: tuple) -> "PerformanceResourceTiming":
+        entry = object.__new__(cls)
+        object.__setattr__(entry, "_v", values)
+        return entry
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec's toJSON(): camelCase keys, server_timing as a list of dicts."""
+        v = self._v
+        out: dict[str, Any] = {}
+        for name, key in SPEC_KEYS:
+            value = v[INDEX[name]]
+            if name == "server_timing":
+                value = [m.to_json() for m in value]
+            out[key] = value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every attribute, snake_case, extensions included (for exports)."""
+        out = dict(zip(ATTRIBUTES, self._v))
+        out["server_timing"] = [m.to_json() for m in out["server_timing"]]
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PerformanceResourceTiming):
+            return NotImplemented
+        return self._v == other._v
+
+    def __hash__(self) -> int:
+        return hash(self._v)
+
+    def __repr__(self) -> str:
+        v = self._v
+        return (
+            f"<PerformanceResourceTiming name={v[0]!r} start_time={v[2]:.3f} "
+            f"duration={v[3]:.3f} status={v[INDEX['response_status']]}"
+            + (f" error={v[INDEX['error']]!r}" if v[INDEX["error"]] else "")
+            + ">"
+        )
+
+    def __reduce__(self):
+        return (PerformanceResourceTiming._from_values, (self._v,))
+
+
+for _i, (_name, _key, _kind) in enumerate(FIELDS):
+    setattr(PerformanceResourceTiming, _name,
+            property(lambda self, _get=itemgetter(_i): _get(self._v), doc=f"{_key or _name} ({_kind})"))
+del _i, _name, _key, _kind
+
+
+def decode_record(buf, off: int, origin_ns: int) -> PerformanceResourceTiming:
+    """Build the entry for the packed record at ``buf[off:]`` (see _fields.RECORD)."""
+    v = RECORD.unpack_from(buf, off)
+    (start, fetch, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
+     enc, dec, sent, recv, conn_id, status, flags, url_len, text_len) = v
+    p = off + 168
+    url = bytes(buf[p : p + url_len]).decode("utf-8", "surrogateescape")
+    p += url_len
+    texts = bytes(buf[p : p + text_len]).decode("utf-8", "surrogateescape").split("\0")
+    if len(texts) != _NTEXTS:
+        texts = (texts + [""] * _NTEXTS)[:_NTEXTS]
+    (initiator, protocol, ctype, cenc, delivery, st_raw, error, error_message,
+     remote, tls) = texts
+
+    def t(ns: int) -> float:
+        return (ns - origin_ns) / 1e6 if ns else 0.0
+
+    start_ms = t(start)
+    end_ms = t(rend)
+    opaque = bool(flags & _FLAG_TAO_FAILED)
+    response_start = fir or frh
+    values = (
+        url,
+        "resource",
+        start_ms,
+        end_ms - start_ms if rend else 0.0,
+        initiator,
+        delivery,
+        protocol,
+        0.0,  # worker_start: no service workers here
+        t(rs),
+        t(re_),
+        t(fetch),
+        t(dls),
+        t(dle),
+        t(cs),
+        t(ce),
+        t(scs),
+        t(reqs),
+        t(fir),
+        t(frh),
+        t(response_start),
+        end_ms,
+        0 if opaque else enc + TRANSFER_SIZE_OVERHEAD,
+        enc,
+        dec,
+        status,
+        "non-blocking",
+        ctype,
+        cenc,
+        parse_server_timing(st_raw) if st_raw else (),
+        error or None,
+        error_message or None,
+        conn_id,
+        bool(flags & _FLAG_REUSED),
+        remote,
+        tls,
+        t(reqe),
+        sent,
+        recv,
+        t(intended),
+    )
+    return PerformanceResourceTiming._from_values(values)

@@ -1,0 +1,164 @@
+"""Every exception restiming raises, in one place.
+
+One hierarchy rooted at :class:`RestimingError`. Foreign exceptions (``OSError``,
+``ssl.SSLError``, ``h11.ProtocolError``) are translated once, at the engine boundary,
+with ``raise ... from exc`` so the cause stays visible. Each network error class carries
+the short machine-readable ``kind`` that also lands in the entry's ``error`` extension.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RestimingError",
+    "NativeError",
+    "SharedTimelineError",
+    "InvalidURL",
+    "InvalidHeader",
+    "FetchError",
+    "DNSError",
+    "ConnectError",
+    "TLSError",
+    "TimeoutError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "TotalTimeout",
+    "ProtocolError",
+    "ConnectionReset",
+    "RedirectError",
+    "TooManyRedirects",
+    "RedirectSchemeError",
+    "LimitExceeded",
+    "HeaderTooLarge",
+    "DecompressionLimit",
+    "FetchCancelled",
+    "ClientClosed",
+]
+
+import builtins
+
+
+class RestimingError(Exception):
+    """Root of every error restiming raises."""
+
+
+class NativeError(RestimingError):
+    """The C core returned a failure status (a bug or an exhausted OS resource)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SharedTimelineError(RestimingError):
+    """A shared-memory timeline could not be created, attached or used."""
+
+
+class InvalidURL(RestimingError, ValueError):
+    """The URL does not parse or its scheme is not http(s); nothing was fetched."""
+
+
+class InvalidHeader(RestimingError, ValueError):
+    """A request header name or value is malformed (CR, LF, NUL, bad token)."""
+
+
+class FetchError(RestimingError):
+    """A fetch failed as a network error; an entry with ``error == kind`` was recorded.
+
+    ``entry`` is that entry (``None`` only when no timeline recorded one).
+    """
+
+    kind = "network"
+
+    def __init__(self, message: str, *, url: str | None = None, entry=None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.entry = entry
+
+
+class DNSError(FetchError):
+    kind = "dns"
+
+
+class ConnectError(FetchError):
+    kind = "connect"
+
+
+class TLSError(FetchError):
+    kind = "tls"
+
+
+class TimeoutError(FetchError, builtins.TimeoutError):
+    """A deadline passed. Subclasses say which one."""
+
+    kind = "timeout"
+    phase = "total"
+
+
+class ConnectTimeout(TimeoutError):
+    phase = "connect"
+
+
+class ReadTimeout(TimeoutError):
+    phase = "read"
+
+
+class WriteTimeout(TimeoutError):
+    phase = "write"
+
+
+class PoolTimeout(TimeoutError):
+    phase = "pool"
+
+
+class TotalTimeout(TimeoutError):
+    phase = "total"
+
+
+class ProtocolError(FetchError):
+    """The peer spoke malformed HTTP (status line, headers, framing, short body)."""
+
+    kind = "protocol"
+
+
+class ConnectionReset(FetchError):
+    """The peer closed or reset the connection before the response was complete."""
+
+    kind = "reset"
+
+
+class RedirectError(FetchError):
+    kind = "redirect"
+
+
+class TooManyRedirects(RedirectError):
+    kind = "too_many_redirects"
+
+
+class RedirectSchemeError(RedirectError):
+    kind = "redirect_scheme"
+
+
+class LimitExceeded(FetchError):
+    """A documented limit (header bytes, decompressed bytes) was exceeded."""
+
+    kind = "limit"
+
+
+class HeaderTooLarge(LimitExceeded):
+    pass
+
+
+class DecompressionLimit(LimitExceeded):
+    pass
+
+
+class FetchCancelled(FetchError):
+    """Used only for the entry's kind; callers see ``asyncio.CancelledError`` itself."""
+
+    kind = "cancelled"
+
+
+class ClientClosed(RestimingError):
+    """The client was closed; no new fetch can start."""

@@ -1,0 +1,164 @@
+"""The low-level recording API: ``perf.begin(url)`` → ``rec.stamp(phase)`` → ``rec.finish()``.
+
+A ``Recorder`` owns one C ``rt_record``; ``stamp()`` asks the C core to read the
+clock and write the slot itself, so no Python int crosses per stamp. ``finish()``
+applies the opaque shape for a failed Timing-Allow-Origin check or a network error,
+packs the strings after the record and publishes it into the timeline's ring.
+https://w3c.github.io/resource-timing/#sec-mark-resource-timing
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from restiming._binding import ensure, ffi, lib
+from restiming._exceptions import RestimingError
+from restiming._fields import ERROR_KINDS, OPAQUE_ZEROED_STAMPS, SLOT, STAMPS
+from restiming._servertiming import PerformanceServerTiming, format_server_timing
+
+__all__ = ["Recorder"]
+
+_OPAQUE_SLOTS = tuple(SLOT[s] for s in OPAQUE_ZEROED_STAMPS)
+_START, _FETCH, _END = SLOT["start_time"], SLOT["fetch_start"], SLOT["response_end"]
+_REUSED, _TAO_FAILED = lib.RT_FLAG_REUSED, lib.RT_FLAG_TAO_FAILED
+_stamp = lib.rt_record_stamp
+_MAX_U32 = 2**32 - 1
+_MAX_I64 = 2**63 - 1
+
+
+def _text(value: object, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    # NUL separates the strings of a record; it cannot occur in HTTP fields.
+    return value.replace("\0", "\ufffd")
+
+
+def _count(value: object, what: str, limit: int = _MAX_I64) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 0 or value > limit:
+        raise ValueError(f"{what} must be between 0 and {limit}, got {value}")
+    return value
+
+
+class Recorder:
+    """An entry being recorded. Not thread-safe: one fetch, one owner."""
+
+    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished")
+
+    def __init__(self, perf, name: str, initiator_type: str) -> None:
+        self._perf = perf
+        self.name = name
+        self.initiator_type = initiator_type
+        self._finished = False
+        rec = ffi.new("rt_record *")
+        ensure(_stamp(rec, _START), "stamping start_time")
+        rec.stamp[_FETCH] = rec.stamp[_START]  # same stamp without a redirect
+        self._rec = rec
+
+    def stamp(self, phase: str) -> None:
+        """Stamp ``phase`` now with the C clock (no Python round trip for the value)."""
+        try:
+            slot = SLOT[phase]
+        except KeyError:
+            raise ValueError(f"unknown phase {phase!r}; phases are {', '.join(STAMPS)}") from None
+        status = _stamp(self._rec, slot)
+        if status:
+            ensure(status, f"stamping {phase}")
+
+    def set(self, phase: str, ns: int) -> None:
+        """Set ``phase`` to a monotonic nanosecond value (0 clears it)."""
+        try:
+            slot = SLOT[phase]
+        except KeyError:
+            raise ValueError(f"unknown phase {phase!r}") from None
+        self._rec.stamp[slot] = _count(ns, phase)
+
+    def get(self, phase: str) -> int:
+        """The monotonic nanosecond value of ``phase`` (0 when unset)."""
+        return int(self._rec.stamp[SLOT[phase]])
+
+    def copy(self, dst: str, src: str) -> None:
+        """Make ``dst`` the very same stamp as ``src`` (for the spec's equalities)."""
+        self._rec.stamp[SLOT[dst]] = self._rec.stamp[SLOT[src]]
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def finish(
+        self,
+        *,
+        response_status: int = 0,
+        encoded_body_size: int = 0,
+        decoded_body_size: int = 0,
+        next_hop_protocol: str = "",
+        content_type: str = "",
+        content_encoding: str = "",
+        delivery_type: str = "",
+        server_timing: str | Sequence[PerformanceServerTiming] = "",
+        error: str | None = None,
+        error_message: str | None = None,
+        connection_id: int = 0,
+        connection_reused: bool = False,
+        remote_address: str = "",
+        tls_version: str = "",
+        bytes_sent: int = 0,
+        bytes_received: int = 0,
+        intended_start: int | None = None,
+        timing_allow_passed: bool = True,
+    ):
+        """Stamp ``response_end`` if unset, queue the entry, and return it.
+
+        ``error`` (one of the documented kinds) or ``timing_allow_passed=False`` give
+        the opaque shape: redirect, DNS, connect, TLS, request, interim and response
+        start stamps and the sizes zeroed, no protocol or Server-Timing, and
+        ``fetch_start == start_time``. A network error also has ``response_status == 0``.
+        """
+        if self._finished:
+            raise RestimingError(f"entry for {self.name!r} was already finished")
+        if error is not None and error not in ERROR_KINDS:
+            raise ValueError(f"error must be one of {', '.join(ERROR_KINDS)} or None, got {error!r}")
+        rec = self._rec
+        if not rec.stamp[_END]:
+            ensure(_stamp(rec, _END), "stamping response_end")
+        if not isinstance(server_timing, str):
+            server_timing = format_server_timing(server_timing)
+        flags = _REUSED if connection_reused else 0
+        rec.response_status = _count(response_status, "response_status", 999)
+        if error is not None or not timing_allow_passed:
+            flags |= _TAO_FAILED
+            for slot in _OPAQUE_SLOTS:
+                rec.stamp[slot] = 0
+            rec.stamp[_FETCH] = rec.stamp[_START]
+            encoded_body_size = decoded_body_size = 0
+            next_hop_protocol = server_timing = ""
+            if error is not None:
+                rec.response_status = 0
+        rec.encoded_body_size = _count(encoded_body_size, "encoded_body_size")
+        rec.decoded_body_size = _count(decoded_body_size, "decoded_body_size")
+        rec.bytes_sent = _count(bytes_sent, "bytes_sent")
+        rec.bytes_received = _count(bytes_received, "bytes_received")
+        rec.connection_id = _count(connection_id, "connection_id", _MAX_U32)
+        if intended_start is not None:
+            rec.stamp[SLOT["intended_start"]] = _count(intended_start, "intended_start")
+        rec.flags = flags
+        url = self.name.encode("utf-8", "surrogateescape")
+        text = "\0".join((
+            _text(self.initiator_type, "initiator_type"),
+            _text(next_hop_protocol, "next_hop_protocol"),
+            _text(content_type, "content_type"),
+            _text(content_encoding, "content_encoding"),
+            _text(delivery_type, "delivery_type"),
+            _text(server_timing, "server_timing"),
+            _text(error, "error"),
+            _text(error_message, "error_message"),
+            _text(remote_address, "remote_address"),
+            _text(tls_version, "tls_version"),
+        )).encode("utf-8", "surrogateescape")
+        rec.url_len = len(url)
+        rec.text_len = len(text)
+        self._finished = True
+        return self._perf._publish(rec, url + text)
