@@ -6,6 +6,7 @@ Public names are re-exported here; every implementation module is private.
 """
 
 from restiming import clock
+from restiming._engine import CachingResolver, Client, Headers, Limits, Response, StreamResponse, Timeout
 from restiming._entry import PerformanceResourceTiming, PerformanceServerTiming
 from restiming._exceptions import *  # noqa: F403 - the one error hierarchy
 from restiming._exceptions import __all__ as _errors
@@ -20,6 +21,13 @@ performance = Performance()
 
 __all__ = [
     "clock",
+    "Client",
+    "Limits",
+    "Timeout",
+    "CachingResolver",
+    "Headers",
+    "Response",
+    "StreamResponse",
     "performance",
     "Performance",
     "PerformanceResourceTiming",

@@ -93,6 +93,7 @@ class PerformanceObserver:
         if self._mode is not None and self._mode != mode:
             raise TypeError("an observer observes either with type= or with entry_types=; "
                             "disconnect() before switching")
+        perf._adopt_running_loop()
         with perf._lock:
             self._mode = mode
             self._types = frozenset(wanted)

@@ -80,6 +80,12 @@ class Recorder:
         """The monotonic nanosecond value of ``phase`` (0 when unset)."""
         return int(self._rec.stamp[SLOT[phase]])
 
+    def clear(self, *phases: str) -> None:
+        """Unset ``phases`` (a redirect's next hop describes itself afresh)."""
+        stamp = self._rec.stamp
+        for phase in phases:
+            stamp[SLOT[phase]] = 0
+
     def copy(self, dst: str, src: str) -> None:
         """Make ``dst`` the very same stamp as ``src`` (for the spec's equalities)."""
         self._rec.stamp[SLOT[dst]] = self._rec.stamp[SLOT[src]]

@@ -116,6 +116,7 @@ class Performance:
             self._ring = Ring.create(cells, buffer_size, SECONDARY_BUFFER_CAPACITY, (real, mono))
             self._finalizer = weakref.finalize(self, self._ring.close)
         self._init_consumer()
+        self._adopt_running_loop()
 
     def _init_consumer(self) -> None:
         self._lock = threading.RLock()
@@ -363,6 +364,21 @@ class Performance:
             except RuntimeError:  # closed between the check and the call
                 self._deferred.append(callback)
 
+    def _adopt_running_loop(self) -> None:
+        """Make the running loop the home loop when there is no usable one yet.
+
+        Called where the owner sets up notifications (observe, listeners), so that
+        records from producer threads are handed to that loop from the start
+        instead of waiting, deferred, for the owner's next timeline call."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        with self._lock:
+            home = self._home
+            if home is None or home.is_closed() or not home.is_running():
+                self._home = running
+
     def _sync(self) -> None:
         """Start of every owner-side call: pump, then run notifications nobody else will."""
         with self._lock:
@@ -528,6 +544,7 @@ class Performance:
     def onresourcetimingbufferfull(self, handler: Callable | None) -> None:
         if handler is not None and not callable(handler):
             raise TypeError("onresourcetimingbufferfull must be callable or None")
+        self._adopt_running_loop()
         with self._lock:
             self._onfull = handler
             if handler is None:
@@ -540,6 +557,7 @@ class Performance:
             raise TypeError("listener must be callable")
         if type != "resourcetimingbufferfull":
             raise ValueError(f"unknown event type {type!r}; only 'resourcetimingbufferfull'")
+        self._adopt_running_loop()
         with self._lock:
             if listener not in self._listeners:
                 self._listeners.append(listener)

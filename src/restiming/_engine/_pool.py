@@ -1,0 +1,152 @@
+"""The keep-alive pool: per-origin idle stacks, total and per-origin limits, waiters.
+
+``acquire`` gives back an idle connection (most recently used first, since it is
+the likeliest to still be open) or reserves a slot for the caller to open a new
+one; when the limits are reached it waits (``pool`` timeout), evicting an idle
+connection of another origin if that frees the slot. Idle connections past
+``keepalive_expiry`` or closed by the peer are discarded when met and by a sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from restiming._exceptions import PoolTimeout
+
+__all__ = ["Pool"]
+
+_SWEEP_INTERVAL = 1.0
+
+
+class Pool:
+    def __init__(self, limits) -> None:
+        self._limits = limits
+        self._idle: dict[tuple, list] = {}
+        self._per_origin: collections.Counter = collections.Counter()
+        self._total = 0
+        self._waiters: collections.deque = collections.deque()
+        self._last_sweep = time.monotonic()
+        self._all: set = set()
+
+    @property
+    def open_connections(self) -> int:
+        return self._total
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    async def acquire(self, origin: tuple, timeout: float | None, allow_idle: bool = True):
+        """An idle connection for ``origin``, or ``None`` with a slot reserved."""
+        limits = self._limits
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if now - self._last_sweep > _SWEEP_INTERVAL:
+                self._sweep(now)
+            idle = self._idle.get(origin) if allow_idle else None
+            while idle:
+                conn = idle.pop()
+                if conn.is_idle_usable(limits.keepalive_expiry, now):
+                    return conn
+                self._discard(conn)
+            if self._total < limits.max_connections and \
+                    self._per_origin[origin] < limits.max_connections_per_origin:
+                self._total += 1
+                self._per_origin[origin] += 1
+                return None
+            if self._total >= limits.max_connections and self._evict_other(origin):
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise PoolTimeout(f"no connection slot within {timeout:g} s "
+                                  f"(max_connections={limits.max_connections}, "
+                                  f"max_connections_per_origin={limits.max_connections_per_origin})")
+            fut = asyncio.get_running_loop().create_future()
+            entry = (origin, fut)
+            self._waiters.append(entry)
+            try:
+                async with asyncio.timeout(remaining):
+                    await fut
+            except TimeoutError:
+                pass  # loop around: the deadline check raises PoolTimeout
+            finally:
+                try:
+                    self._waiters.remove(entry)
+                except ValueError:
+                    pass
+
+    def opened(self, conn) -> None:
+        self._all.add(conn)
+
+    def release(self, conn, reusable: bool) -> None:
+        """Give a connection back after an exchange."""
+        if reusable and not conn.protocol.closed:
+            self._idle.setdefault(conn.origin, []).append(conn)
+            self._wake(conn.origin)
+        else:
+            self._discard(conn)
+
+    def cancel_reservation(self, origin: tuple) -> None:
+        """A reserved slot whose connection failed to open."""
+        self._total -= 1
+        self._per_origin[origin] -= 1
+        if not self._per_origin[origin]:
+            del self._per_origin[origin]
+        self._wake(origin)
+
+    def _discard(self, conn) -> None:
+        conn.close()
+        if conn in self._all:
+            self._all.discard(conn)
+            self.cancel_reservation(conn.origin)
+
+    def _evict_other(self, origin: tuple) -> bool:
+        oldest = None
+        for key, conns in self._idle.items():
+            if key != origin and conns and (oldest is None or conns[0].idle_since < oldest[0].idle_since):
+                oldest = conns
+        if oldest is None:
+            return False
+        self._discard(oldest.pop(0))
+        return True
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        expiry = self._limits.keepalive_expiry
+        for key in list(self._idle):
+            keep = []
+            for conn in self._idle[key]:
+                if conn.is_idle_usable(expiry, now):
+                    keep.append(conn)
+                else:
+                    self._discard(conn)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    def _wake(self, origin: tuple) -> None:
+        chosen = None
+        for entry in self._waiters:
+            if not entry[1].done():
+                if entry[0] == origin:
+                    chosen = entry
+                    break
+                if chosen is None:
+                    chosen = entry
+        if chosen is not None:
+            chosen[1].set_result(True)
+
+    def close(self) -> None:
+        """Close every connection, idle or in use."""
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
+        self._per_origin.clear()
+        self._total = 0
+        for _origin, fut in self._waiters:
+            if not fut.done():
+                fut.set_result(False)
