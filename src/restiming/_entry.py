@@ -40,7 +40,8 @@ class PerformanceResourceTiming:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"PerformanceResourceTiming is immutable (tried to set {name!r})")
 
-    __delattr__ = __setattr__  # type: ignore[assignment]
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PerformanceResourceTiming is immutable (tried to delete {name!r})")
 
     @classmethod
     def _from_values(cls, values: tuple) -> "PerformanceResourceTiming":

@@ -95,14 +95,16 @@ class PerformanceObserver:
                             "disconnect() before switching")
         perf._adopt_running_loop()
         with perf._lock:
+            # Entries finished before this call are not this observer's: pump them
+            # out of the ring before it listens, and (buffered) take them from the
+            # buffer instead, so none is missed or delivered twice.
+            perf._pump()
             self._mode = mode
             self._types = frozenset(wanted)
             if self not in perf._observers:
                 perf._observers.append(self)
-        if buffered:
-            existing = perf.get_entries_by_type(type)
-            with perf._lock:
-                self._buffer.extend(existing)
+            if buffered:
+                self._buffer.extend(perf._buffered_entries())
                 perf._queue(perf._observer_task, "_observer_task_queued")
 
     def take_records(self) -> list:

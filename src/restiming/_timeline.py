@@ -183,6 +183,10 @@ class Performance:
             with self._lock:
                 self._backlog_dropped += len(self._backlog)
                 self._backlog.clear()
+        # The ring goes away below; keep the count readable (a worker learns here
+        # how many kept-back records close() could not deliver).
+        self._dropped_at_close = int(self._ring.stats().dropped_overflow) + self._dropped_by_task \
+            + self._backlog_dropped
         self._closed = True
         self._finalizer()
 
@@ -392,6 +396,7 @@ class Performance:
                                  (self._observer_task, "_observer_task_queued")):
                     if getattr(self, flag) and cb not in self._deferred:
                         self._deferred.append(cb)
+            self._adopt_running_loop()
             if not self._deferred:
                 return
             try:
@@ -463,7 +468,11 @@ class Performance:
         self._check_queryable()
         self._sync()
         with self._lock:
-            entries = [decode_record(buf, off, self._origin_ns) for buf, off in self._store.records()]
+            return self._buffered_entries()
+
+    def _buffered_entries(self) -> list[PerformanceResourceTiming]:
+        """The primary buffer's entries, sorted, without pumping (lock held)."""
+        entries = [decode_record(buf, off, self._origin_ns) for buf, off in self._store.records()]
         entries.sort(key=_BY_START)
         return entries
 
@@ -505,6 +514,7 @@ class Performance:
 
     @property
     def resource_timing_buffer_size(self) -> int:
+        self._check_open()
         return int(self._ring.stats().limit)
 
     def drain(self) -> list[PerformanceResourceTiming]:
@@ -527,12 +537,15 @@ class Performance:
     def dropped_entries(self) -> int:
         """Entries that never made it into the buffer: no room in the secondary
         buffer, dropped by the buffer-full task, or (workers) by a full backlog."""
+        if self._closed:
+            return self._dropped_at_close
         if self._is_owner():
             self._sync()
         return int(self._ring.stats().dropped_overflow) + self._dropped_by_task + self._backlog_dropped
 
     def stats(self):
         """The ring's raw counters (for diagnostics and tests)."""
+        self._check_open()
         return self._ring.stats()
 
     # --------------------------------------------------------------- events

@@ -36,7 +36,7 @@ from restiming._exceptions import (
     TotalTimeout,
 )
 from restiming._exceptions import TimeoutError as RTTimeoutError
-from restiming._headers import normalize_headers
+from restiming._headers import normalize_headers, split_list
 from restiming._tao import TaoCheck
 from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
@@ -89,17 +89,28 @@ def _ssl_context(verify) -> ssl.SSLContext:
     return ctx
 
 
+_MIME_ESSENCE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
 def _essence(content_type: str | None) -> str:
+    """Fetch's "extract a MIME type", reduced to the essence Resource Timing exposes:
+    of the comma-separated values, the last that parses wins (``*/*`` is skipped).
+    https://fetch.spec.whatwg.org/#concept-header-extract-mime-type"""
     if not content_type:
         return ""
-    return content_type.split(";", 1)[0].strip().lower()
+    essence = ""
+    for value in split_list(content_type):
+        candidate = value.split(";", 1)[0].strip(" \t\r\n").lower()
+        if candidate != "*/*" and _MIME_ESSENCE.match(candidate):
+            essence = candidate
+    return essence
 
 
 class _Exchange:
     """State of one fetch across its hops."""
 
     __slots__ = ("rec", "url", "method", "headers", "body", "timeout", "deadline", "conn", "reused",
-                 "tao", "sent", "received", "finished", "intended_start")
+                 "tao", "sent", "received", "finished", "intended_start", "history")
 
     def __init__(self, rec, url, method, headers, body, timeout, deadline, tao, intended_start):
         self.rec = rec
@@ -116,6 +127,7 @@ class _Exchange:
         self.received = 0
         self.finished = False
         self.intended_start = intended_start
+        self.history: list[tuple[int, str]] = []  # (status, url) of each redirect followed
 
 
 class Client:
@@ -192,7 +204,7 @@ class Client:
             parts.extend(decoder.flush())
             entry = self._finish(ex, head, decoder, complete=True)
             return Response(head.status, head.reason, Headers(head.headers), b"".join(parts),
-                            ex.url.href, entry, head.http_version)
+                            ex.url.href, entry, head.http_version, ex.history)
         except BaseException as exc:
             raise self._fail(ex, exc) from (None if isinstance(exc, (FetchError, asyncio.CancelledError))
                                             else exc)
@@ -363,6 +375,7 @@ class Client:
                 new_url = parse_url(target)
             except InvalidURL as exc:
                 raise ProtocolError(f"redirect with an invalid Location {location!r}: {exc}") from None
+            ex.history.append((head.status, ex.url.href))
             await self._discard_body(ex)
             rec.stamp("redirect_end")
             rec.copy("redirect_start", "start_time")

@@ -52,9 +52,9 @@ class Headers:
 class Response:
     """A complete response: ``body`` is decoded; ``entry`` is its timing entry."""
 
-    __slots__ = ("status", "reason", "headers", "body", "url", "entry", "http_version")
+    __slots__ = ("status", "reason", "headers", "body", "url", "entry", "http_version", "history")
 
-    def __init__(self, status, reason, headers, body, url, entry, http_version) -> None:
+    def __init__(self, status, reason, headers, body, url, entry, http_version, history=()) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -62,6 +62,8 @@ class Response:
         self.url = url
         self.entry = entry
         self.http_version = http_version
+        #: (status, url) of each redirect response followed before this one.
+        self.history = list(history)
 
     @property
     def text(self) -> str:
