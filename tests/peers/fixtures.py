@@ -1,0 +1,48 @@
+"""pytest plugin exposing the peers: load with ``pytest_plugins = ["tests.peers.fixtures"]``.
+
+Strategy: expensive peers (the CA, nginx) are session-scoped; scripted servers are cheap
+and made per test through a factory, so a test can run several with different scripts.
+Every server a fixture starts is stopped at teardown, and a scripted server whose handler
+raised fails the test at teardown, since a broken script otherwise looks like an engine bug.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .certs import make_ca, tls_ca  # noqa: F401  (fixture re-exported)
+from .nginx import nginx, nginx_available  # noqa: F401  (fixture re-exported)
+from .ports import free_port as _free_port
+from .scripted import ScriptedServer
+
+__all__ = ["scripted_server", "tls_ca", "nginx", "free_port", "make_ca", "nginx_available"]
+
+
+@pytest.fixture
+def scripted_server():
+    """Factory: ``scripted_server(handler=None, **kwargs) -> ScriptedServer`` (started).
+
+    kwargs are those of ``ScriptedServer``: ``tls``, ``host``, ``on_connect``,
+    ``read_requests``.
+    """
+    servers: list[ScriptedServer] = []
+
+    def make(handler=None, **kwargs) -> ScriptedServer:
+        server = ScriptedServer(handler, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    errors = []
+    for server in servers:
+        server.stop()
+        errors += server.errors
+    if errors:
+        pytest.fail("scripted server handler raised:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def free_port():
+    """``free_port(host="127.0.0.1") -> int``: a port nobody listens on (for refused
+    connections, or for servers that retry on a bind race)."""
+    return _free_port
