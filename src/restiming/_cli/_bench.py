@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import queue as queue_mod
+import resource
 import signal
 import time
 from typing import TextIO
@@ -172,7 +173,12 @@ def _worker_main(share_name: str, share: dict, stop, results, start_value) -> No
         sent = _run_loop(_generate(perf, share, start_value.value, stop))
     finally:
         perf.close()
-        results.put(("done", share["index"], sent, perf.dropped_entries))
+        results.put(("done", share["index"], sent, perf.dropped_entries, _peak_rss_mb()))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_loop(coro):
@@ -267,6 +273,7 @@ def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict
     interrupted = False
     sent_total = 0
     worker_dropped = 0
+    worker_rss: list[float] = []
     if cfg.workers == 0:
         perf = restiming.Performance(buffer_size=1 << 40)
     else:
@@ -353,6 +360,7 @@ def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict
             collect()
             sent_total = sum(msg[2] for msg in done.values())
             worker_dropped = sum(msg[3] for msg in done.values())
+            worker_rss = [msg[4] for msg in done.values()]
             results.close()
             results.join_thread()
     finally:
@@ -382,6 +390,7 @@ def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict
                   "max_ms": agg.late_max} if cfg.rate is not None else None),
         "phases": agg.phase_table(),
         "dropped_entries": dropped,
+        "peak_rss_mb": {"parent": _peak_rss_mb(), "workers": worker_rss},
         "interrupted": interrupted,
     }
     if collect_error is not None:

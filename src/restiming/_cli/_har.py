@@ -26,13 +26,14 @@ an underscore, as HAR 1.2 requires.
 from __future__ import annotations
 
 import http
+import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from restiming.phases import phase_durations
 
-__all__ = ["har_document", "har_entry", "har_record", "har_timings"]
+__all__ = ["har_document", "har_entry", "har_header", "har_footer", "har_record", "har_timings"]
 
 HAR_VERSION = "1.2"
 # ALPN protocol ids (what next_hop_protocol holds) to HAR's httpVersion strings.
@@ -239,3 +240,18 @@ def har_document(
         }]
     log["entries"] = [har_entry(r, pageref=pageref) for r in records]
     return {"log": log}
+
+
+def har_header(*, creator: str = "restiming", version: str | None = None) -> str:
+    """The text before the first entry when a HAR is streamed to a file one entry at a
+    time (entries ``json.dumps(har_entry(r))`` joined by ``",\\n"``, then
+    ``har_footer()``), so a long bench never holds every entry in memory."""
+    if version is None:
+        from restiming import __version__ as version
+    head = json.dumps({"version": HAR_VERSION, "creator": {"name": creator, "version": str(version)}})
+    return '{"log": ' + head[:-1] + ', "entries": [\n'
+
+
+def har_footer() -> str:
+    """The text after the last streamed entry (see ``har_header``)."""
+    return "\n]}}\n"

@@ -108,7 +108,8 @@ _JS = r"""
   function logScale(values, r0, r1) {
     var pos = values.filter(function (v) { return v > 0 && isFinite(v); });
     if (!pos.length) return null;
-    var lo = Math.pow(10, Math.floor(Math.log10(Math.min.apply(null, pos)))),
+    // Half a decade of headroom below the smallest value so it still shows as a bar.
+    var lo = Math.pow(10, Math.floor(Math.log10(Math.min.apply(null, pos) / 3))),
         hi = Math.pow(10, Math.ceil(Math.log10(Math.max.apply(null, pos) * 1.0001)));
     if (hi <= lo) hi = lo * 10;
     var a = Math.log10(lo), b = Math.log10(hi);
@@ -140,7 +141,7 @@ _JS = r"""
     items.forEach(function (it) {
       el("rect", {x: x, y: y - 9, width: 12, height: it.line ? 3 : 10, fill: it.color,
                   transform: it.line ? "translate(0 4)" : null}, svg);
-      var t = el("text", {x: x + 16, y: y}, svg, it.label);
+      el("text", {x: x + 16, y: y}, svg, it.label);
       x += 22 + it.label.length * 6.5;
     });
   }
@@ -149,19 +150,21 @@ _JS = r"""
     var W = 1100, H = 340, L = 70, R = 70, T = 28, B = 40, svg = chart("chart-timeline", W, H);
     var rows = data.timeline;
     if (!rows.length) { empty(svg, W, H, "no completed requests"); return; }
-    var tMax = Math.max.apply(null, rows.map(function (r) { return r.t; })) + 1;
+    // Slots may be wider than 1 s on long runs (the aggregator merges them): plot rates.
+    rows.forEach(function (r) { r.w = r.width > 0 ? r.width : 1; r.rate = r.count / r.w;
+                                r.erate = (r.errors || 0) / r.w; r.mid = r.t + r.w / 2; });
+    var tMax = Math.max.apply(null, rows.map(function (r) { return r.t + r.w; }));
     var x = linear(0, tMax, L, W - R);
     var lat = [];
     rows.forEach(function (r) { lat.push(r.p50_ms, r.p99_ms, r.max_ms); });
     var y = logScale(lat, H - B, T);
-    var cMax = Math.max.apply(null, rows.map(function (r) { return r.count; })) || 1;
+    var cMax = Math.max.apply(null, rows.map(function (r) { return r.rate; })) || 1;
     var yc = linear(0, cMax * 1.1, H - B, T);
-    var bw = Math.max(1, (x(1) - x(0)) * 0.7);
     rows.forEach(function (r) {
-      var ok = r.count - (r.errors || 0), bx = x(r.t + 0.5) - bw / 2;
-      tip(el("rect", {x: bx, y: yc(r.count), width: bw, height: yc(0) - yc(r.count), fill: "#bfdbfe"}, svg),
-          "t=" + r.t + "s: " + r.count + " responses, " + (r.errors || 0) + " errors");
-      if (r.errors) el("rect", {x: bx, y: yc(r.errors), width: bw, height: yc(0) - yc(r.errors), fill: "#fca5a5"}, svg);
+      var bw = Math.max(1, (x(r.w) - x(0)) * 0.7), bx = x(r.mid) - bw / 2;
+      tip(el("rect", {x: bx, y: yc(r.rate), width: bw, height: yc(0) - yc(r.rate), fill: "#bfdbfe"}, svg),
+          "t=" + r.t + " s: " + r.count + " responses, " + (r.errors || 0) + " errors");
+      if (r.errors) el("rect", {x: bx, y: yc(r.erate), width: bw, height: yc(0) - yc(r.erate), fill: "#fca5a5"}, svg);
       points += 1;
     });
     if (y) {
@@ -171,8 +174,8 @@ _JS = r"""
         rows.forEach(function (r) {
           var v = r[s[0]];
           if (v === null || v === undefined || !(v > 0)) { pen = "M"; return; }
-          d += pen + x(r.t + 0.5).toFixed(1) + " " + y(v).toFixed(1) + " "; pen = "L"; points += 1;
-          if (rows.length <= 120) el("circle", {cx: x(r.t + 0.5), cy: y(v), r: 2.2, fill: s[1]}, svg);
+          d += pen + x(r.mid).toFixed(1) + " " + y(v).toFixed(1) + " "; pen = "L"; points += 1;
+          if (rows.length <= 120) el("circle", {cx: x(r.mid), cy: y(v), r: 2.2, fill: s[1]}, svg);
         });
         el("path", {d: d, fill: "none", stroke: s[1], "stroke-width": 2, "stroke-dasharray": s[2],
                     "stroke-linejoin": "round"}, svg);
@@ -220,21 +223,31 @@ _JS = r"""
   }
 
   function drawWaterfall(data) {
-    var rows = data.samples, W = 1100, L = 250, R = 90, T = 30, RH = 17, B = 34;
+    var rows = data.samples, W = 1100, R = 90, T = 26, RH = 17, B = 34;
+    // Name the resource on each row only when the samples are not all the same URL.
+    var many = rows.some(function (r) { return r.name !== rows[0].name; }), L = many ? 330 : 200;
+    function short(name) {
+      var m = /^[a-z]+:\/\/[^\/?#]*(.*)$/i.exec(name), p = (m ? m[1] : name) || "/";
+      return p.length > 22 ? p.slice(0, 10) + "…" + p.slice(-11) : p;
+    }
     var H = T + Math.max(rows.length, 1) * RH + B, svg = chart("chart-waterfall", W, H);
     if (!rows.length) { empty(svg, W, H, "no sampled requests"); return; }
     var dMax = Math.max.apply(null, rows.map(function (r) { return r.duration; })) || 1;
     var x = linear(0, dMax, L, W - R), ticks = x.ticks(10);
     ticks.forEach(function (t) {
       el("line", {x1: x(t), x2: x(t), y1: T - 4, y2: H - B, "class": "grid"}, svg);
-      el("text", {x: x(t), y: H - B + 15, "text-anchor": "middle"}, svg, fmt(t).replace(/\.0+$/, ""));
+      var label = fmt(t).replace(/\.0+$/, "");
+      el("text", {x: x(t), y: T - 9, "text-anchor": "middle"}, svg, label);
+      el("text", {x: x(t), y: H - B + 15, "text-anchor": "middle"}, svg, label);
     });
     el("text", {x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "class": "title"}, svg,
        "ms since each request's start");
     rows.forEach(function (r, i) {
       var y0 = T + i * RH;
       if (i % 2) el("rect", {x: 0, y: y0, width: W, height: RH, fill: "#f8fafc"}, svg);
-      var label = "#" + (i + 1) + "  " + (r.error ? r.error : r.status) + (r.reused ? "  reused" : "  new");
+      var label = "#" + (i + 1) + "  " + (r.error ? "error: " + r.error :
+                  r.status + (r.segments.length ? (r.reused ? "  reused" : "  new conn") : "  opaque"))
+                  + (many ? "  " + short(r.name) : "");
       tip(el("text", {x: 8, y: y0 + RH - 5}, svg, label), r.name);
       var bar = el("g", {}, svg), detail = [r.name];
       if (!r.segments.length) {  // opaque or failed: only the whole duration is known
@@ -375,7 +388,7 @@ def render_html(summary: dict, timeline: list[dict], samples: list[dict], *, tit
     phase_table = _table(["phase (ms)"] + [label for _, label in _STATS], phase_rows)
 
     data = {
-        "timeline": [{k: r.get(k) for k in ("t", "count", "errors", "p50_ms", "p99_ms", "max_ms")}
+        "timeline": [{k: r.get(k) for k in ("t", "width", "count", "errors", "p50_ms", "p99_ms", "max_ms")}
                      for r in timeline],
         "phases": [dict(name=name, count=int(phases[name].get("count") or 0),
                         **{k: phases[name].get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")})

@@ -159,19 +159,4 @@ class Aggregator:
         return out
 
     def phase_table(self) -> dict:
-        table = {}
-        for name, hist in self.hists.items():
-            if not hist.count:
-                table[name] = {"count": 0}
-                continue
-            table[name] = {
-                "count": hist.count,
-                "min_ms": hist.min / 1e6,
-                "p50_ms": hist.percentile(50) / 1e6,
-                "p90_ms": hist.percentile(90) / 1e6,
-                "p99_ms": hist.percentile(99) / 1e6,
-                "p999_ms": hist.percentile(99.9) / 1e6,
-                "max_ms": hist.max / 1e6,
-                "mean_ms": hist.mean / 1e6,
-            }
-        return table
+        return {name: (hist.summary_ms() if hist.count else {"count": 0}) for name, hist in self.hists.items()}
