@@ -414,6 +414,8 @@ class Performance:
 
     def _buffer_full_task(self) -> None:
         """Resource Timing "fire a buffer full event", then clear the pending flag."""
+        if self._closed:  # queued before close(): the ring is gone
+            return
         ring = self._ring
         try:
             while True:
@@ -455,6 +457,8 @@ class Performance:
                 _report(exc, "a resourcetimingbufferfull handler")
 
     def _observer_task(self) -> None:
+        if self._closed:  # queued before close(): the ring is gone
+            return
         with self._lock:
             self._observer_task_queued = False
             self._pump()

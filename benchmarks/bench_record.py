@@ -1,0 +1,89 @@
+"""Recording cost. A full record (``perf.begin``, 10 ``rec.stamp`` calls, ``rec.finish``)
+against the same record built from Python objects (a slotted object whose stamps come
+from ``time.perf_counter_ns`` and are appended to a list, kept in a list "buffer");
+and one ``rec.stamp`` (the C core reads the clock and writes the slot) against the
+Python round trip ``rec._rec.stamp[i] = clock.now_ns()``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import restiming
+from restiming import clock
+from restiming._fields import SLOT
+
+PHASES = (
+    "domain_lookup_start", "domain_lookup_end", "connect_start", "secure_connection_start",
+    "connect_end", "request_start", "request_end", "final_response_headers_start",
+    "response_end", "redirect_end",
+)
+URL = "https://example.test/resource/0123456789"
+
+
+class PyRecord:
+    __slots__ = ("name", "initiator_type", "stamps", "status", "encoded", "decoded")
+
+    def __init__(self, name: str, initiator_type: str) -> None:
+        self.name = name
+        self.initiator_type = initiator_type
+        self.stamps = [time.perf_counter_ns()]
+
+
+@pytest.fixture
+def perf():
+    p = restiming.Performance(buffer_size=10**9)
+    yield p
+    p.close()
+
+
+@pytest.mark.benchmark(group="record: begin + 10 stamps + finish")
+def test_baseline_python_objects(benchmark):
+    benchmark.extra_info["baseline"] = True
+    buffer: list = []
+    now = time.perf_counter_ns
+
+    def run():
+        rec = PyRecord(URL, "fetch")
+        stamps = rec.stamps
+        for _ in PHASES:
+            stamps.append(now())
+        rec.status, rec.encoded, rec.decoded = 200, 1000, 1000
+        buffer.append(rec)
+        return rec
+
+    benchmark(run)
+
+
+@pytest.mark.benchmark(group="record: begin + 10 stamps + finish")
+def test_restiming_record(benchmark, perf):
+    def run():
+        rec = perf.begin(URL)
+        stamp = rec.stamp
+        for phase in PHASES:
+            stamp(phase)
+        return rec.finish(response_status=200, encoded_body_size=1000, decoded_body_size=1000)
+
+    benchmark(run)
+    perf.drain()
+
+
+@pytest.mark.benchmark(group="stamp: one phase")
+def test_baseline_python_round_trip(benchmark, perf):
+    benchmark.extra_info["baseline"] = True
+    stamps = perf.begin(URL)._rec.stamp
+    i = SLOT["connect_start"]
+    now = clock.now_ns
+
+    def run():
+        stamps[i] = now()
+
+    benchmark(run)
+
+
+@pytest.mark.benchmark(group="stamp: one phase")
+def test_restiming_stamp(benchmark, perf):
+    rec = perf.begin(URL)
+    benchmark(rec.stamp, "connect_start")
+    assert rec.get("connect_start") > 0
