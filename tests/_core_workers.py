@@ -141,3 +141,13 @@ def shared_owner(result_queue, exit_event, close: bool) -> None:
     if close:
         perf.close()
     # Otherwise the interpreter's exit must unlink the segment by itself.
+
+
+def record_entries(name: str, count: int) -> None:
+    """Attach to a shared timeline and record ``count`` plain entries."""
+    import restiming
+
+    perf = restiming.Performance.attach(name)
+    for i in range(count):
+        perf.begin(f"http://worker.test/{i}").finish(response_status=200)
+    perf.close()

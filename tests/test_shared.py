@@ -237,3 +237,32 @@ def test_segment_removed_when_the_owner_process_exits(close):
         if proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
+
+
+def test_owner_observers_see_worker_entries_without_a_query():
+    """A shared owner polls for worker records while observers listen."""
+    import asyncio
+    import multiprocessing
+
+    import restiming
+    from tests._core_workers import record_entries
+
+    async def scenario():
+        perf = restiming.Performance(shared=True)
+        seen = []
+        obs = restiming.PerformanceObserver(lambda lst, o: seen.extend(lst.get_entries()), perf)
+        obs.observe(type="resource")
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=record_entries, args=(perf.share_name, 5))
+        proc.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(seen) < 5 and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # no timeline call: only the poll can deliver
+        await loop.run_in_executor(None, proc.join, 10)
+        obs.disconnect()
+        perf.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 5

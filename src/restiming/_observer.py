@@ -94,6 +94,7 @@ class PerformanceObserver:
             raise TypeError("an observer observes either with type= or with entry_types=; "
                             "disconnect() before switching")
         perf._adopt_running_loop()
+        perf._arm_poll()
         with perf._lock:
             # Entries finished before this call are not this observer's: pump them
             # out of the ring before it listens, and (buffered) take them from the

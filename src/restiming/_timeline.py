@@ -48,6 +48,9 @@ SHARED_RING_CELLS = 1 << 17
 #: Entries the secondary buffer holds while a buffer-full task is pending; beyond
 #: that, entries still reach observers but are dropped from the buffer and counted.
 SECONDARY_BUFFER_CAPACITY = 10_000
+#: Seconds between the owner's checks for worker records on a shared timeline while
+#: observers or buffer-full listeners are registered (workers cannot wake the owner).
+SHARED_POLL_INTERVAL = 0.01
 #: Records a worker keeps locally while the shared ring is full (the parent is
 #: behind); beyond that they are dropped and counted in the worker's dropped_entries.
 WORKER_BACKLOG_LIMIT = 100_000
@@ -132,6 +135,7 @@ class Performance:
         self._deferred: list[Callable] = []
         self._task_queued = False
         self._observer_task_queued = False
+        self._poll_armed = False
         self._closed = False
 
     # ----------------------------------------------------------- shared timelines
@@ -368,6 +372,25 @@ class Performance:
             except RuntimeError:  # closed between the check and the call
                 self._deferred.append(callback)
 
+    def _arm_poll(self) -> None:
+        """On a shared owner, pull worker records periodically while someone listens."""
+        if not self._ring.shared or not self._is_owner() or self._poll_armed or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._poll_armed = True
+        loop.call_later(SHARED_POLL_INTERVAL, self._poll_tick)
+
+    def _poll_tick(self) -> None:
+        self._poll_armed = False
+        if self._closed or not (self._observers or self._listeners):
+            return
+        with self._lock:
+            self._pump()
+        self._arm_poll()
+
     def _adopt_running_loop(self) -> None:
         """Make the running loop the home loop when there is no usable one yet.
 
@@ -568,6 +591,7 @@ class Performance:
                 self._listeners = [item for item in self._listeners if item is not _ONATTR]
             elif _ONATTR not in self._listeners:
                 self._listeners.append(_ONATTR)
+        self._arm_poll()
 
     def add_event_listener(self, type: str, listener: Callable) -> None:
         if not callable(listener):
@@ -578,6 +602,7 @@ class Performance:
         with self._lock:
             if listener not in self._listeners:
                 self._listeners.append(listener)
+        self._arm_poll()
 
     def remove_event_listener(self, type: str, listener: Callable) -> None:
         with self._lock:
