@@ -32,10 +32,15 @@ _NTEXTS = len(TEXTS)
 
 class PerformanceResourceTiming:
     """One fetch's Resource Timing entry. Times are ms relative to the time origin;
-    0 means "not exposed / did not happen". Immutable."""
+    0 means "not exposed / did not happen". Immutable.
 
-    __slots__ = ("_v",)
-    _v: tuple
+    An entry made by ``finish()`` keeps its packed record and decodes it on first
+    access, so a load generator that never looks at its entries never pays for it.
+    """
+
+    __slots__ = ("_v", "_src")
+    _v: tuple | None
+    _src: tuple | None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"PerformanceResourceTiming is immutable (tried to set {name!r})")
@@ -47,11 +52,28 @@ class PerformanceResourceTiming:
     def _from_values(cls, values: tuple) -> "PerformanceResourceTiming":
         entry = object.__new__(cls)
         object.__setattr__(entry, "_v", values)
+        object.__setattr__(entry, "_src", None)
         return entry
+
+    @classmethod
+    def _lazy(cls, packed: bytes, origin_ns: int) -> "PerformanceResourceTiming":
+        entry = object.__new__(cls)
+        object.__setattr__(entry, "_v", None)
+        object.__setattr__(entry, "_src", (packed, origin_ns))
+        return entry
+
+    def _values(self) -> tuple:
+        v = self._v
+        if v is None:
+            packed, origin_ns = self._src
+            v = _decode_values(packed, 0, origin_ns)
+            object.__setattr__(self, "_v", v)
+            object.__setattr__(self, "_src", None)
+        return v
 
     def to_json(self) -> dict[str, Any]:
         """The spec's toJSON(): camelCase keys, server_timing as a list of dicts."""
-        v = self._v
+        v = self._values()
         out: dict[str, Any] = {}
         for name, key in SPEC_KEYS:
             value = v[INDEX[name]]
@@ -62,20 +84,20 @@ class PerformanceResourceTiming:
 
     def to_dict(self) -> dict[str, Any]:
         """Every attribute, snake_case, extensions included (for exports)."""
-        out = dict(zip(ATTRIBUTES, self._v))
+        out = dict(zip(ATTRIBUTES, self._values()))
         out["server_timing"] = [m.to_json() for m in out["server_timing"]]
         return out
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PerformanceResourceTiming):
             return NotImplemented
-        return self._v == other._v
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash(self._v)
+        return hash(self._values())
 
     def __repr__(self) -> str:
-        v = self._v
+        v = self._values()
         return (
             f"<PerformanceResourceTiming name={v[0]!r} start_time={v[2]:.3f} "
             f"duration={v[3]:.3f} status={v[INDEX['response_status']]}"
@@ -84,17 +106,23 @@ class PerformanceResourceTiming:
         )
 
     def __reduce__(self):
-        return (PerformanceResourceTiming._from_values, (self._v,))
+        return (PerformanceResourceTiming._from_values, (self._values(),))
 
 
 for _i, (_name, _key, _kind) in enumerate(FIELDS):
     setattr(PerformanceResourceTiming, _name,
-            property(lambda self, _get=itemgetter(_i): _get(self._v), doc=f"{_key or _name} ({_kind})"))
+            property(lambda self, _get=itemgetter(_i): _get(self._v or self._values()),
+                     doc=f"{_key or _name} ({_kind})"))
 del _i, _name, _key, _kind
 
 
 def decode_record(buf, off: int, origin_ns: int) -> PerformanceResourceTiming:
     """Build the entry for the packed record at ``buf[off:]`` (see _fields.RECORD)."""
+    return PerformanceResourceTiming._from_values(_decode_values(buf, off, origin_ns))
+
+
+def _decode_values(buf, off: int, origin_ns: int) -> tuple:
+    """The attribute values (FIELDS order) of the packed record at ``buf[off:]``."""
     v = RECORD.unpack_from(buf, off)
     (start, fetch, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
      enc, dec, sent, recv, conn_id, status, flags, url_len, text_len) = v
@@ -153,4 +181,4 @@ def decode_record(buf, off: int, origin_ns: int) -> PerformanceResourceTiming:
         recv,
         intended_ms,
     )
-    return PerformanceResourceTiming._from_values(values)
+    return values

@@ -22,8 +22,13 @@ _OPAQUE_SLOTS = tuple(SLOT[s] for s in OPAQUE_ZEROED_STAMPS)
 _START, _FETCH, _END = SLOT["start_time"], SLOT["fetch_start"], SLOT["response_end"]
 _REUSED, _TAO_FAILED = lib.RT_FLAG_REUSED, lib.RT_FLAG_TAO_FAILED
 _stamp = lib.rt_record_stamp
+_INTENDED = SLOT["intended_start"]
 _MAX_U32 = 2**32 - 1
 _MAX_I64 = 2**63 - 1
+_COUNT_LIMITS = (("response_status", 999), ("encoded_body_size", _MAX_I64), ("decoded_body_size", _MAX_I64),
+                 ("bytes_sent", _MAX_I64), ("bytes_received", _MAX_I64), ("connection_id", _MAX_U32))
+_TEXT_NAMES = ("initiator_type", "next_hop_protocol", "content_type", "content_encoding", "delivery_type",
+               "server_timing", "error", "error_message", "remote_address", "tls_version")
 
 
 def _text(value: object, what: str) -> str:
@@ -46,13 +51,14 @@ def _count(value: object, what: str, limit: int = _MAX_I64) -> int:
 class Recorder:
     """An entry being recorded. Not thread-safe: one fetch, one owner."""
 
-    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished")
+    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished", "_url_b")
 
     def __init__(self, perf, name: str, initiator_type: str) -> None:
         self._perf = perf
         self.name = name
         self.initiator_type = initiator_type
         self._finished = False
+        self._url_b = name.encode("utf-8", "surrogateescape")
         rec = ffi.new("rt_record *")
         ensure(_stamp(rec, _START), "stamping start_time")
         rec.stamp[_FETCH] = rec.stamp[_START]  # same stamp without a redirect
@@ -130,10 +136,19 @@ class Recorder:
         rec = self._rec
         if not rec.stamp[_END]:
             ensure(_stamp(rec, _END), "stamping response_end")
-        if not isinstance(server_timing, str):
+        if type(server_timing) is not str:
             server_timing = format_server_timing(server_timing)
+        counts = (response_status, encoded_body_size, decoded_body_size, bytes_sent, bytes_received,
+                  connection_id)
+        # Fast path: plain ints in range; anything else gets the exact error.
+        if (type(response_status) is not int or type(encoded_body_size) is not int
+                or type(decoded_body_size) is not int or type(bytes_sent) is not int
+                or type(bytes_received) is not int or type(connection_id) is not int
+                or min(counts) < 0 or response_status > 999 or connection_id > _MAX_U32
+                or max(counts) > _MAX_I64):
+            for value, (what, limit) in zip(counts, _COUNT_LIMITS):
+                _count(value, what, limit)
         flags = _REUSED if connection_reused else 0
-        rec.response_status = _count(response_status, "response_status", 999)
         if error is not None or not timing_allow_passed:
             flags |= _TAO_FAILED
             for slot in _OPAQUE_SLOTS:
@@ -142,29 +157,29 @@ class Recorder:
             encoded_body_size = decoded_body_size = 0
             next_hop_protocol = server_timing = ""
             if error is not None:
-                rec.response_status = 0
-        rec.encoded_body_size = _count(encoded_body_size, "encoded_body_size")
-        rec.decoded_body_size = _count(decoded_body_size, "decoded_body_size")
-        rec.bytes_sent = _count(bytes_sent, "bytes_sent")
-        rec.bytes_received = _count(bytes_received, "bytes_received")
-        rec.connection_id = _count(connection_id, "connection_id", _MAX_U32)
+                response_status = 0
+        rec.response_status = response_status
+        rec.encoded_body_size = encoded_body_size
+        rec.decoded_body_size = decoded_body_size
+        rec.bytes_sent = bytes_sent
+        rec.bytes_received = bytes_received
+        rec.connection_id = connection_id
         if intended_start is not None:
-            rec.stamp[SLOT["intended_start"]] = _count(intended_start, "intended_start")
+            rec.stamp[_INTENDED] = _count(intended_start, "intended_start")
         rec.flags = flags
-        url = self.name.encode("utf-8", "surrogateescape")
-        text = "\0".join((
-            _text(self.initiator_type, "initiator_type"),
-            _text(next_hop_protocol, "next_hop_protocol"),
-            _text(content_type, "content_type"),
-            _text(content_encoding, "content_encoding"),
-            _text(delivery_type, "delivery_type"),
-            _text(server_timing, "server_timing"),
-            _text(error, "error"),
-            _text(error_message, "error_message"),
-            _text(remote_address, "remote_address"),
-            _text(tls_version, "tls_version"),
-        )).encode("utf-8", "surrogateescape")
+        texts = (self.initiator_type, next_hop_protocol, content_type, content_encoding, delivery_type,
+                 server_timing, error or "", error_message or "", remote_address, tls_version)
+        try:
+            text = "\0".join(texts)
+        except TypeError:
+            texts = tuple(_text(t, what) for t, what in zip(texts, _TEXT_NAMES))
+            text = "\0".join(texts)
+        if text.count("\0") != len(texts) - 1:
+            # NUL separates the strings of a record; it cannot occur in HTTP fields.
+            text = "\0".join(t.replace("\0", "\ufffd") for t in texts)
+        text_b = text.encode("utf-8", "surrogateescape")
+        url = self._url_b
         rec.url_len = len(url)
-        rec.text_len = len(text)
+        rec.text_len = len(text_b)
         self._finished = True
-        return self._perf._publish(rec, url + text)
+        return self._perf._publish(rec, url + text_b)

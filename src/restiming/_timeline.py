@@ -32,7 +32,7 @@ from operator import attrgetter
 from typing import Callable
 
 from restiming import clock
-from restiming._binding import ffi, lib
+from restiming._binding import ensure, ffi, lib
 from restiming._entry import PerformanceResourceTiming, decode_record
 from restiming._exceptions import RestimingError, SharedTimelineError
 from restiming._record import Recorder
@@ -60,6 +60,10 @@ _PUB_BECAME_FULL = lib.RT_PUB_BECAME_FULL
 _FLAG_SECONDARY = lib.RT_FLAG_SECONDARY
 _FLAG_DROPPED = lib.RT_FLAG_DROPPED
 _BY_START = attrgetter("start_time")
+_rt_publish = lib.rt_ring_publish
+# The current pid, refreshed in forked children (os.getpid() per publish is a syscall).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 _VALID_INITIATORS_HINT = "a non-empty str such as 'fetch'"
 
 
@@ -202,7 +206,7 @@ class Performance:
 
     def _is_owner(self) -> bool:
         # A forked child holding the owner's object only produces; it never consumes.
-        return self._owner and self._pid == os.getpid()
+        return self._owner and self._pid == _PID[0]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -247,7 +251,9 @@ class Performance:
         if self._backlog:
             self._keep_back(packed)
         else:
-            result = self._ring.publish(rec, strings)
+            result = _rt_publish(self._ring.ptr, rec, strings, len(strings))
+            if result < 0:
+                ensure(result, "publishing a record")
             if result & _PUB_RING_FULL:
                 if self._is_owner():
                     result = self._publish_after_pump(rec, strings)
@@ -258,7 +264,7 @@ class Performance:
                 self._queue(self._buffer_full_task, "_task_queued")
         if self._observers and self._is_owner():
             self._queue(self._observer_task, "_observer_task_queued")
-        return decode_record(packed, 0, self._origin_ns)
+        return PerformanceResourceTiming._lazy(packed, self._origin_ns)
 
     def _publish_after_pump(self, rec, strings: bytes) -> int:
         # The owner is the consumer: make room by pulling records out, then retry.
