@@ -161,4 +161,10 @@ class FetchCancelled(FetchError):
 
 
 class ClientClosed(RestimingError):
-    """The client was closed; no new fetch can start."""
+    """The client was closed; no new fetch can start.
+
+    Raised to a fetch still waiting for a connection when ``close()`` ran; that fetch
+    recorded an entry with ``error == "cancelled"``, which ``entry`` holds."""
+
+    url: str | None = None
+    entry = None

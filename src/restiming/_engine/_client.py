@@ -14,6 +14,7 @@ https://w3c.github.io/resource-timing/#sec-performanceresourcetiming
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import ssl
@@ -64,7 +65,13 @@ HOP_STAMPS = ("domain_lookup_start", "domain_lookup_end", "connect_start", "conn
               "first_interim_response_start", "final_response_headers_start", "response_end")
 _REUSE_STAMPS = ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end")
 _REDIRECT_BODY_LIMIT = 65536
+# Raised as they are (no foreign cause to chain).
+_OURS = (FetchError, ClientClosed, asyncio.CancelledError)
 USER_AGENT = b"restiming/0.1"
+# Load generators fetch the same few URLs again and again; parsing one costs more than
+# the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
+_URL_CACHE_SIZE = 256
+_URL_CACHE_MAX_LENGTH = 2048
 
 
 def _ssl_context(verify) -> ssl.SSLContext:
@@ -93,6 +100,13 @@ _MIME_ESSENCE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A
 
 
 def _essence(content_type: str | None) -> str:
+    # Pure, and servers repeat the same few values: short ones are memoized.
+    if content_type and len(content_type) <= 256:
+        return _essence_memo(content_type)
+    return _essence_of(content_type)
+
+
+def _essence_of(content_type: str | None) -> str:
     """Fetch's "extract a MIME type", reduced to the essence Resource Timing exposes:
     of the comma-separated values, the last that parses wins (``*/*`` is skipped).
     https://fetch.spec.whatwg.org/#concept-header-extract-mime-type"""
@@ -104,6 +118,9 @@ def _essence(content_type: str | None) -> str:
         if candidate != "*/*" and _MIME_ESSENCE.match(candidate):
             essence = candidate
     return essence
+
+
+_essence_memo = functools.lru_cache(maxsize=256)(_essence_of)
 
 
 class _Exchange:
@@ -166,7 +183,13 @@ class Client:
         self._resolver = resolver if resolver is not None else CachingResolver()
         self._pool = Pool(limits)
         self._accept_encoding = ", ".join(supported_encodings()).encode()
+        self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
         self._closed = False
+        # Tasks opening a connection: no pooled connection exists yet for close() to
+        # abort, so close() cancels them (as asyncio.timeout does) and they raise
+        # ClientClosed instead of waiting out their connect timeout.
+        self._connecting: set = set()
+        self._interrupted: set = set()
 
     async def __aenter__(self) -> "Client":
         return self
@@ -178,6 +201,11 @@ class Client:
         """Close every connection. In-flight fetches fail; new ones raise ClientClosed."""
         self._closed = True
         self._pool.close()
+        for task in self._connecting:
+            if task is not asyncio.current_task():
+                self._interrupted.add(task)
+                task.cancel()
+        self._connecting.clear()
 
     @property
     def open_connections(self) -> int:
@@ -206,8 +234,7 @@ class Client:
             return Response(head.status, head.reason, Headers(head.headers), b"".join(parts),
                             ex.url.href, entry, head.http_version, ex.history)
         except BaseException as exc:
-            raise self._fail(ex, exc) from (None if isinstance(exc, (FetchError, asyncio.CancelledError))
-                                            else exc)
+            raise self._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
 
     def stream(self, url: str, *, method: str = "GET", headers=None, body=None,
                initiator_type: str = "fetch", timeout=None, intended_start: int | None = None):
@@ -219,7 +246,13 @@ class Client:
     def _begin(self, url, method, headers, body, initiator_type, timeout, intended_start) -> _Exchange:
         if self._closed:
             raise ClientClosed("this Client was closed")
-        u = parse_url(url)  # InvalidURL: before any socket, no entry
+        u = self._urls.get(url) if type(url) is str else None
+        if u is None:
+            u = parse_url(url)  # InvalidURL: before any socket, no entry
+            if len(url) <= _URL_CACHE_MAX_LENGTH:
+                if len(self._urls) >= _URL_CACHE_SIZE:
+                    self._urls.clear()
+                self._urls[url] = u
         if not isinstance(method, str) or not _TOKEN.match(method):
             raise ValueError(f"method must be an HTTP token, got {method!r}")
         m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
@@ -296,6 +329,9 @@ class Client:
             ex.reused = True
             return conn
         ex.reused = False
+        task = asyncio.current_task()
+        cancelling = task.cancelling()
+        self._connecting.add(task)
         try:
             connect_budget = self._bound(ex, ex.timeout.connect)
             started = time.monotonic()
@@ -310,9 +346,18 @@ class Client:
                     self._ssl = _ssl_context(self._verify)
                 ctx = self._ssl
             stream = await open_stream(rec, addrs, u.host, ctx, connect_budget)
+        except asyncio.CancelledError:
+            self._pool.cancel_reservation(origin)
+            if task in self._interrupted:
+                self._interrupted.discard(task)
+                if task.uncancel() <= cancelling:  # only close() cancelled us
+                    raise ClientClosed("this Client was closed") from None
+            raise
         except BaseException:
             self._pool.cancel_reservation(origin)
             raise
+        finally:
+            self._connecting.discard(task)
         conn = HTTP11Connection(origin, stream, self.limits.max_header_bytes)
         self._pool.opened(conn)
         if self._closed:
@@ -334,7 +379,9 @@ class Client:
                                         self._bound(ex, ex.timeout.write))
                 head = await conn.receive_head(ex.rec, ex.timeout.read)
             except (ConnectionReset, ProtocolError):
-                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT:
+                # No retry once close() ran: the connection died because we closed it.
+                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
+                        and not self._closed:
                     ex.sent += conn.bytes_sent
                     ex.received += conn.bytes_received
                     self._pool.release(conn, False)
@@ -351,13 +398,13 @@ class Client:
         hops = 0
         while True:
             head = await self._hop(ex)
-            ex.tao.on_response(ex.url.origin, [v for n, v in head.headers if n.lower() == "timing-allow-origin"])
+            ex.tao.on_response(ex.url.origin, head.values("timing-allow-origin"))
             location = None
             if self.follow_redirects and head.status in REDIRECT_STATUSES:
-                values = [v for n, v in head.headers if n.lower() == "location"]
+                values = head.values("location")
                 location = values[0] if values else None
             if location is None:
-                encoding = ", ".join(v for n, v in head.headers if n.lower() == "content-encoding")
+                encoding = ", ".join(head.values("content-encoding"))
                 decoder = Decoder(encoding, self.limits.max_decompressed_bytes,
                                   self.limits.max_decompression_ratio)
                 return head, decoder
@@ -428,7 +475,7 @@ class Client:
         reusable = complete and conn.finish_cycle()
         self._pool.release(conn, reusable)
         ex.conn = None
-        get = Headers(head.headers).get
+        get = head.get
         protocol = conn.stream.alpn or ("http/1.0" if head.http_version == "HTTP/1.0" else "http/1.1")
         ex.finished = True
         return rec.finish(
@@ -465,6 +512,8 @@ class Client:
             err = TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed")
         if isinstance(err, asyncio.CancelledError):
             kind, message = "cancelled", "the fetch was cancelled"
+        elif isinstance(err, ClientClosed):  # close() while this fetch was in flight
+            kind, message = "cancelled", "the client was closed during the fetch"
         elif isinstance(err, FetchError):
             kind, message = err.kind, str(err)
         else:  # an engine bug: still account for the fetch, then let it surface
@@ -472,7 +521,7 @@ class Client:
         ex.finished = True
         entry = ex.rec.finish(error=kind, error_message=message, bytes_sent=ex.sent,
                               bytes_received=ex.received, intended_start=ex.intended_start)
-        if isinstance(err, FetchError):
+        if isinstance(err, (FetchError, ClientClosed)):
             err.url = ex.rec.name
             err.entry = entry
         return err
@@ -480,7 +529,7 @@ class Client:
 
 def _translate(exc: BaseException) -> BaseException:
     """Foreign exceptions become restiming's; ours and cancellation pass through."""
-    if isinstance(exc, (FetchError, asyncio.CancelledError)):
+    if isinstance(exc, _OURS):
         return exc
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS error: {exc}")
@@ -498,7 +547,7 @@ def _translate(exc: BaseException) -> BaseException:
 class _StreamBody:
     """Reads a stream response's body for the caller and records the entry at the end."""
 
-    __slots__ = ("client", "ex", "head", "decoder", "done")
+    __slots__ = ("client", "ex", "head", "decoder", "done", "_pieces")
 
     def __init__(self, client: Client, ex: _Exchange, head, decoder: Decoder) -> None:
         self.client = client
@@ -506,6 +555,9 @@ class _StreamBody:
         self.head = head
         self.decoder = decoder
         self.done = False
+        # Decoded pieces of the current encoded chunk, pulled one at a time: one
+        # chunk of a compressed body can decode to far more than we want in memory.
+        self._pieces = None
 
     def iterate(self, response: StreamResponse):
         return _BodyIterator(self, response)
@@ -516,24 +568,28 @@ class _StreamBody:
         ex = self.ex
         try:
             while True:
+                if self._pieces is not None:
+                    for piece in self._pieces:
+                        if piece:
+                            return [piece]
+                    self._pieces = None
                 chunk = await ex.conn.read_body_chunk(ex.timeout.read)
                 if chunk is None:
                     tail = list(self.decoder.flush())
                     self.done = True
                     response.entry = self.client._finish(ex, self.head, self.decoder, complete=True)
                     return tail or None
-                pieces = list(self.decoder.feed(chunk))
-                if pieces:
-                    return pieces
+                self._pieces = self.decoder.feed(chunk)
         except BaseException as exc:
             self.done = True
-            raise self.client._fail(ex, exc) from (None if isinstance(exc, (FetchError, asyncio.CancelledError))
-                                                   else exc)
+            self._pieces = None
+            raise self.client._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
 
     async def close(self, response: StreamResponse) -> None:
         if self.done:
             return
         self.done = True
+        self._pieces = None
         response.entry = self.client._finish(self.ex, self.head, self.decoder, complete=False)
 
 
@@ -573,8 +629,7 @@ class _StreamContext:
         try:
             head, decoder = await client._chain(ex)
         except BaseException as exc:
-            raise client._fail(ex, exc) from (None if isinstance(exc, (FetchError, asyncio.CancelledError))
-                                              else exc)
+            raise client._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
         body = _StreamBody(client, ex, head, decoder)
         self._response = StreamResponse(head.status, head.reason, Headers(head.headers), ex.url.href,
                                         head.http_version, body)

@@ -5,6 +5,9 @@ Decoders are fed encoded chunks and emit output in bounded pieces
 (``max_length``), so a gzip bomb is stopped when the decoded size passes
 ``max_decompressed_bytes`` or the decoded/encoded ratio passes
 ``max_decompression_ratio`` (once past 1 MiB), without a large allocation.
+The ratio compares the output with the input handed to the decoders so far, in
+4 KiB slices: counting a whole network read up front would let one 256 KiB read
+of a bomb expand to 256 MiB before the ratio could object.
 Unknown codings are passed through undecoded.
 """
 
@@ -26,6 +29,7 @@ except ImportError:  # pragma: no cover
     zstandard = None
 
 _PIECE = 65536
+_SLICE = 4096
 _RATIO_FLOOR = 1 << 20
 
 
@@ -114,12 +118,13 @@ class Decoder:
         self._ratio = max_ratio
         self.encoded = 0
         self.decoded = 0
+        self._consumed = 0  # encoded bytes handed to the decoders so far
 
     def _check(self, n: int) -> None:
         self.decoded += n
         if self.decoded > self._max:
             raise DecompressionLimit(f"decoded body exceeds max_decompressed_bytes={self._max}")
-        if self._ratio and self.decoded > _RATIO_FLOOR and self.decoded > self._ratio * max(self.encoded, 1):
+        if self._ratio and self.decoded > _RATIO_FLOOR and self.decoded > self._ratio * max(self._consumed, 1):
             raise DecompressionLimit(
                 f"decoded body is over {self._ratio:g} times its encoded size (max_decompression_ratio)")
 
@@ -144,9 +149,13 @@ class Decoder:
             self.decoded += len(data)
             yield data
             return
-        for piece in self._run(data, self._stages):
-            self._check(len(piece))
-            yield piece
+        step = _SLICE if self._ratio else max(len(data), 1)
+        for start in range(0, len(data), step):
+            part = data[start : start + step] if step < len(data) else data
+            self._consumed += len(part)
+            for piece in self._run(part, self._stages):
+                self._check(len(piece))
+                yield piece
 
     def flush(self):
         if not self._stages:

@@ -208,6 +208,7 @@ async def open_stream(rec, addrs, host: str, ssl_context: ssl.SSLContext | None,
     last: BaseException | None = None
     for family, sockaddr in addrs:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        owned = True  # False once the loop's transport owns the socket
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -227,6 +228,11 @@ async def open_stream(rec, addrs, host: str, ssl_context: ssl.SSLContext | None,
             else:
                 rec.stamp("secure_connection_start")
             protocol = StreamProtocol(loop)
+            # From here the loop owns the socket and closes it on failure itself. It
+            # must not be closed here too: uvloop closes the fd in libuv, possibly
+            # after we would have, when the number may already belong to another
+            # connection (a double close that breaks an unrelated socket).
+            owned = False
             try:
                 async with asyncio.timeout(timeout):
                     await loop.create_connection(
@@ -242,16 +248,30 @@ async def open_stream(rec, addrs, host: str, ssl_context: ssl.SSLContext | None,
             except OSError as exc:
                 kind = TLSError if ssl_context is not None else ConnectError
                 raise kind(f"connection to {host} failed while starting: {exc}") from exc
-            tls_version = alpn = ""
-            if ssl_context is not None:
-                rec.stamp("connect_end")
-                sslobj = protocol.transport.get_extra_info("ssl_object")
-                if sslobj is not None:
-                    tls_version = sslobj.version() or ""
-                    alpn = sslobj.selected_alpn_protocol() or ""
-            protocol.transport.set_write_buffer_limits(high=65536, low=0)
+            try:
+                tls_version = alpn = ""
+                if ssl_context is not None:
+                    rec.stamp("connect_end")
+                    sslobj = protocol.transport.get_extra_info("ssl_object")
+                    if sslobj is not None:
+                        tls_version = sslobj.version() or ""
+                        alpn = sslobj.selected_alpn_protocol() or ""
+                # high=0: pause_writing fires whenever bytes wait in user space, so drain()
+                # learns exactly when the request is in the kernel (request_end).
+                protocol.transport.set_write_buffer_limits(high=0, low=0)
+            except BaseException:
+                protocol.abort()
+                raise
             return Stream(protocol, format_address(sockaddr), tls_version, alpn or None)
         except BaseException:
-            sock.close()
+            if owned:
+                sock.close()
+            elif not isinstance(loop, asyncio.BaseEventLoop):
+                # uvloop closed (or will close) the fd in libuv and usually detaches
+                # this object itself, but not when a reset beats the end of
+                # create_connection: then the object would close the number again when
+                # garbage-collected, maybe under a newer connection. Detach it here.
+                # (asyncio's own transports close this very object: nothing to do.)
+                sock.detach()
             raise
     raise ConnectError(f"cannot connect to {host}: {'; '.join(errors) or 'no address'}") from last

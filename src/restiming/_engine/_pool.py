@@ -13,7 +13,7 @@ import asyncio
 import collections
 import time
 
-from restiming._exceptions import PoolTimeout
+from restiming._exceptions import ClientClosed, PoolTimeout
 
 __all__ = ["Pool"]
 
@@ -29,6 +29,9 @@ class Pool:
         self._waiters: collections.deque = collections.deque()
         self._last_sweep = time.monotonic()
         self._all: set = set()
+        # After close(), counts stay at zero: reservations taken before it are not
+        # given back twice, and connections opened after it are closed at once.
+        self.closed = False
 
     @property
     def open_connections(self) -> int:
@@ -42,6 +45,8 @@ class Pool:
         limits = self._limits
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self.closed:
+                raise ClientClosed("this Client was closed")
             now = time.monotonic()
             if now - self._last_sweep > _SWEEP_INTERVAL:
                 self._sweep(now)
@@ -78,11 +83,14 @@ class Pool:
                     pass
 
     def opened(self, conn) -> None:
+        if self.closed:
+            conn.close()
+            return
         self._all.add(conn)
 
     def release(self, conn, reusable: bool) -> None:
         """Give a connection back after an exchange."""
-        if reusable and not conn.protocol.closed:
+        if reusable and not self.closed and not conn.protocol.closed:
             self._idle.setdefault(conn.origin, []).append(conn)
             self._wake(conn.origin)
         else:
@@ -90,6 +98,8 @@ class Pool:
 
     def cancel_reservation(self, origin: tuple) -> None:
         """A reserved slot whose connection failed to open."""
+        if self.closed:
+            return
         self._total -= 1
         self._per_origin[origin] -= 1
         if not self._per_origin[origin]:
@@ -141,6 +151,7 @@ class Pool:
 
     def close(self) -> None:
         """Close every connection, idle or in use."""
+        self.closed = True
         for conn in list(self._all):
             conn.close()
         self._all.clear()

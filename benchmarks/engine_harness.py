@@ -1,0 +1,509 @@
+"""Engine benchmark harness: restiming vs aiohttp, aiohttp with tracing, httpx and wrk.
+
+Strategy: one nginx (started here, 127.0.0.1, one worker, keep-alive, no access log,
+gzip off) serves one small file; every client fetches the same URL, the same number
+of times, at the same concurrency, each on its own fresh uvloop loop, and nothing is
+pinned. ``wrk`` against that URL is the ceiling. A run is ``concurrency`` workers
+looping over fetches until ``requests`` are done; throughput is requests over the
+wall time of that region, and each request's latency is measured around the await
+with ``time.perf_counter_ns`` (the same way for every client). Latency samples of
+several rounds are merged before percentiles are taken (never averaged).
+
+The fair-comparison rules: aiohttp's connector limit and httpx's pool limits are 100
+(>= 64); restiming records a complete entry per fetch into a ``Performance`` whose
+buffer holds every one of them (checked after each round, outside the timed region);
+aiohttp "+trace" stamps every TraceConfig signal with ``perf_counter_ns`` into a dict
+per request and keeps the dicts. Run ``python benchmarks/bench_engine.py`` for the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # for ``tests.peers`` when run as a plain script
+    sys.path.insert(0, str(_ROOT))
+
+import uvloop  # noqa: E402
+
+import restiming  # noqa: E402
+from tests.peers.nginx import NginxServer, find_nginx  # noqa: E402
+
+__all__ = ["BenchNginx", "ClientBench", "Result", "Scenario", "SCENARIOS", "CLIENTS", "run_wrk",
+           "wrk_available", "find_nginx", "run_all", "markdown_table", "ratio_lines", "environment"]
+
+PATH = "/small.txt"
+#: Clients compared; "wrk" is the ceiling and runs as a subprocess.
+CLIENTS = ("restiming", "aiohttp", "aiohttp+trace", "httpx")
+BASELINE = "aiohttp"
+POOL_LIMIT = 100  # every client's connection limit (>= the highest concurrency)
+WRK_SECONDS = int(os.environ.get("RESTIMING_BENCH_WRK_SECONDS", "5"))
+ROUNDS = int(os.environ.get("RESTIMING_BENCH_ROUNDS", "3"))
+_SCALE = float(os.environ.get("RESTIMING_BENCH_SCALE", "1"))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    mode: str          # "keep-alive" or "new-conn"
+    concurrency: int
+    requests: int
+    warmup: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.mode}-c{self.concurrency}"
+
+
+def _n(count: int) -> int:
+    return max(64, int(count * _SCALE))
+
+
+SCENARIOS = (
+    Scenario("keep-alive", 64, _n(20_000), 640),
+    Scenario("keep-alive", 1, _n(3_000), 200),
+    Scenario("new-conn", 64, _n(4_000), 128),
+    Scenario("new-conn", 1, _n(1_000), 50),
+)
+
+
+# --------------------------------------------------------------------- the server
+class BenchNginx(NginxServer):
+    """The test peer's nginx lifecycle with a config tuned for throughput: one
+    worker, no access log, gzip off, effectively unlimited keep-alive requests."""
+
+    def _config(self) -> str:
+        d, port = self.directory, self.port
+        user = "user root;" if os.geteuid() == 0 else ""
+        temp = "\n".join(f"    {kind}_temp_path {d}/tmp/{kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""{user}
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+{temp}
+    types {{ text/plain txt; }}
+    default_type text/plain;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    gzip off;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        server_name _;
+        root {d}/www;
+    }}
+}}
+"""
+
+
+# --------------------------------------------------------------------- results
+@dataclass
+class Result:
+    client: str
+    scenario: Scenario
+    rates: list[float] = field(default_factory=list)  # req/s per round
+    cpu_ns: list[float] = field(default_factory=list)  # client process CPU (user+sys) per request
+    latencies_ns: array = field(default_factory=lambda: array("q"))  # merged over rounds
+    wrk_latency: dict | None = None  # wrk's own percentiles (mean, p50, p99 in ns)
+    note: str = ""
+
+    def add(self, requests: int, elapsed_ns: int, latencies: array, cpu_ns: int = 0) -> None:
+        self.rates.append(requests / (elapsed_ns / 1e9))
+        self.latencies_ns.extend(latencies)
+        if cpu_ns:
+            self.cpu_ns.append(cpu_ns / requests)
+
+    @property
+    def cpu_us(self) -> float:
+        """Median over rounds of the client's CPU time per request, in µs (less
+        sensitive than req/s to other load on the machine)."""
+        return statistics.median(self.cpu_ns) / 1e3 if self.cpu_ns else float("nan")
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates) if self.rates else float("nan")
+
+    def latency(self) -> tuple[float, float, float]:
+        """(mean, p50, p99) in microseconds."""
+        if self.wrk_latency is not None:
+            w = self.wrk_latency
+            return w["mean"] / 1e3, w["p50"] / 1e3, w["p99"] / 1e3
+        lat = sorted(self.latencies_ns)
+        if not lat:
+            return (float("nan"),) * 3
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, max(0, math.ceil(p / 100 * len(lat)) - 1))] / 1e3
+
+        return sum(lat) / len(lat) / 1e3, pct(50), pct(99)
+
+
+# --------------------------------------------------------------------- clients
+class ClientBench:
+    """One client on its own uvloop loop, kept open across rounds.
+
+    ``prepare()`` (untimed): verify the previous round, collect garbage, warm up
+    (opens the connections at the scenario's concurrency); ``timed()`` runs the
+    measured region and returns (elapsed_ns, latencies)."""
+
+    def __init__(self, kind: str, url: str, scenario: Scenario) -> None:
+        if kind not in CLIENTS:
+            raise ValueError(f"unknown client {kind!r}")
+        self.kind = kind
+        self.url = url
+        self.scenario = scenario
+        self.loop = uvloop.new_event_loop()
+        self.perf: restiming.Performance | None = None
+        self.traces: list[dict] = []
+        self._client = None
+        self._fetch = None
+        self._expected = 0  # responses (entries / trace dicts) since the last check
+        self.loop.run_until_complete(self._open())
+
+    # -- lifecycle
+    async def _open(self) -> None:
+        keepalive = self.scenario.mode == "keep-alive"
+        url = self.url
+        if self.kind == "restiming":
+            # Big enough for every round's entries; drained and checked between rounds.
+            self.perf = restiming.Performance(buffer_size=1_000_000)
+            limits = restiming.Limits(max_connections=POOL_LIMIT, max_connections_per_origin=POOL_LIMIT,
+                                      keepalive_expiry=5.0 if keepalive else 0)
+            client = restiming.Client(self.perf, limits=limits)
+            fetch = client.fetch
+
+            async def one() -> None:
+                r = await fetch(url)
+                if r.status != 200 or len(r.body) != 1024:
+                    raise AssertionError(f"restiming: unexpected response {r.status} {len(r.body)}")
+        elif self.kind.startswith("aiohttp"):
+            import aiohttp
+
+            traces = []
+            if self.kind == "aiohttp+trace":
+                traces = [_stamping_trace_config(self.traces)]
+            connector = aiohttp.TCPConnector(limit=POOL_LIMIT, limit_per_host=0, force_close=not keepalive)
+            client = aiohttp.ClientSession(connector=connector, trace_configs=traces)
+            get = client.get
+
+            async def one() -> None:
+                async with get(url) as r:
+                    body = await r.read()
+                    if r.status != 200 or len(body) != 1024:
+                        raise AssertionError(f"aiohttp: unexpected response {r.status} {len(body)}")
+        else:
+            import httpx
+
+            limits = httpx.Limits(max_connections=POOL_LIMIT,
+                                  max_keepalive_connections=POOL_LIMIT if keepalive else 0)
+            client = httpx.AsyncClient(limits=limits)
+            get = client.get
+
+            async def one() -> None:
+                r = await get(url)
+                if r.status_code != 200 or len(r.content) != 1024:
+                    raise AssertionError(f"httpx: unexpected response {r.status_code} {len(r.content)}")
+        self._client = client
+        self._fetch = one
+
+    def close(self) -> None:
+        try:
+            self.check()
+            if self._client is not None:
+                if self.kind == "restiming":
+                    self.loop.run_until_complete(self._client.close())
+                elif self.kind.startswith("aiohttp"):
+                    self.loop.run_until_complete(self._client.close())
+                else:
+                    self.loop.run_until_complete(self._client.aclose())
+            self.loop.run_until_complete(asyncio.sleep(0.01))
+        finally:
+            self.loop.close()
+            if self.perf is not None:
+                self.perf.close()
+
+    def __enter__(self) -> "ClientBench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- rounds
+    def check(self) -> None:
+        """Every fetch since the last check left a complete record behind."""
+        expected, self._expected = self._expected, 0
+        if self.perf is not None:
+            entries = self.perf.drain()
+            if len(entries) != expected:
+                raise AssertionError(f"restiming recorded {len(entries)} entries for {expected} fetches "
+                                     f"(dropped: {self.perf.dropped_entries})")
+            for e in entries[:: max(1, len(entries) // 50)]:
+                if e.response_status != 200 or e.error is not None or not (
+                        e.fetch_start <= e.request_start <= e.response_start <= e.response_end):
+                    raise AssertionError(f"incomplete entry: {e.to_json()}")
+        elif self.kind == "aiohttp+trace":
+            if len(self.traces) != expected:
+                raise AssertionError(f"aiohttp tracing kept {len(self.traces)} dicts for {expected} fetches")
+            for d in self.traces[:: max(1, len(self.traces) // 50)]:
+                if "request_end" not in d or "response_chunk_received" not in d:
+                    raise AssertionError(f"incomplete trace: {d}")
+            self.traces.clear()
+
+    def prepare(self) -> None:
+        self.check()
+        self.loop.run_until_complete(self._drive(self.scenario.warmup, self.scenario.concurrency))
+        self.check()
+        gc.collect()
+
+    def timed(self) -> tuple[int, array, int]:
+        """(elapsed_ns, latencies, cpu_ns) of ``requests`` fetches."""
+        s = self.scenario
+        cpu = time.process_time_ns()
+        elapsed, lat = self.loop.run_until_complete(self._drive(s.requests, s.concurrency))
+        return elapsed, lat, time.process_time_ns() - cpu
+
+    async def _drive(self, requests: int, concurrency: int) -> tuple[int, array]:
+        fetch = self._fetch
+        clock = time.perf_counter_ns
+        lat = array("q")
+        record = lat.append
+        base, extra = divmod(requests, concurrency)
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                t0 = clock()
+                await fetch()
+                record(clock() - t0)
+
+        workers = [worker(base + (1 if i < extra else 0)) for i in range(concurrency)]
+        start = clock()
+        if concurrency == 1:
+            await workers[0]
+        else:
+            await asyncio.gather(*workers)
+        elapsed = clock() - start
+        self._expected += requests
+        return elapsed, lat
+
+
+def _stamping_trace_config(sink: list):
+    """A TraceConfig that stamps every signal into one dict per request; the dict is
+    kept (like an entry) when the request ends."""
+    import aiohttp
+
+    clock = time.perf_counter_ns
+    tc = aiohttp.TraceConfig()
+
+    def first(name: str):
+        async def handler(session, ctx, params) -> None:
+            stamps = getattr(ctx, "stamps", None)
+            if stamps is None:
+                stamps = ctx.stamps = {}
+            stamps.setdefault(name, clock())
+        return handler
+
+    def every(name: str):  # chunk signals: first and last occurrence
+        last = name + "_last"
+
+        async def handler(session, ctx, params) -> None:
+            t = clock()
+            stamps = ctx.stamps
+            stamps.setdefault(name, t)
+            stamps[last] = t
+        return handler
+
+    async def on_request_start(session, ctx, params) -> None:
+        ctx.stamps = {"request_start": clock()}
+
+    async def on_request_end(session, ctx, params) -> None:
+        stamps = ctx.stamps
+        stamps["request_end"] = clock()
+        sink.append(stamps)
+
+    tc.on_request_start.append(on_request_start)
+    for signal in ("dns_resolvehost_start", "dns_resolvehost_end", "dns_cache_hit", "dns_cache_miss",
+                   "connection_queued_start", "connection_queued_end", "connection_create_start",
+                   "connection_create_end", "connection_reuseconn", "request_headers_sent",
+                   "request_exception", "request_redirect"):
+        getattr(tc, "on_" + signal).append(first(signal))
+    tc.on_request_chunk_sent.append(every("request_chunk_sent"))
+    tc.on_response_chunk_received.append(every("response_chunk_received"))
+    tc.on_request_end.append(on_request_end)
+    tc.freeze()
+    return tc
+
+
+# --------------------------------------------------------------------- wrk
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+_UNITS = {"us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def _duration_ns(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if m is None:
+        raise ValueError(f"wrk duration {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(output: str) -> tuple[float, dict]:
+    """Requests/sec and the latency (mean, p50, p99 in ns) from ``wrk --latency``."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    mean = re.search(r"^\s+Latency\s+(\S+)", output, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    if not (rate and mean and p50 and p99):
+        raise ValueError(f"cannot parse wrk output:\n{output}")
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)|Socket errors:.*", output)
+    if errors:
+        raise AssertionError(f"wrk saw errors:\n{output}")
+    return float(rate.group(1)), {"mean": _duration_ns(mean.group(1)), "p50": _duration_ns(p50.group(1)),
+                                  "p99": _duration_ns(p99.group(1))}
+
+
+def run_wrk(url: str, scenario: Scenario, seconds: int = WRK_SECONDS) -> Result:
+    cmd = ["wrk", "-t1", f"-c{scenario.concurrency}", f"-d{seconds}s", "--latency"]
+    if scenario.mode == "new-conn":
+        cmd += ["-H", "Connection: close"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    rate, latency = parse_wrk(out)
+    res = Result("wrk", scenario, [rate], wrk_latency=latency, note=" ".join(cmd[:-1]))
+    return res
+
+
+# --------------------------------------------------------------------- whole run
+def run_all(url: str, rounds: int = ROUNDS, clients=CLIENTS, scenarios=SCENARIOS,
+            with_wrk: bool = True, log=print) -> list[Result]:
+    """Every scenario, rounds interleaved across clients (ABCD ABCD ...) so drift in
+    the machine's speed hits every client alike."""
+    results: list[Result] = []
+    for s in scenarios:
+        benches = {k: ClientBench(k, url, s) for k in clients}
+        per = {k: Result(k, s) for k in clients}
+        try:
+            for r in range(rounds):
+                for k, b in benches.items():
+                    b.prepare()
+                    per[k].add(s.requests, *b.timed())
+                    log(f"  {s.key:14} round {r + 1}/{rounds} {k:14} {per[k].rates[-1]:9.0f} req/s")
+        finally:
+            for b in benches.values():
+                b.close()
+        results.extend(per.values())
+        if with_wrk and wrk_available():
+            w = run_wrk(url, s)
+            log(f"  {s.key:14} {'wrk':>24} {w.rate:9.0f} req/s")
+            results.append(w)
+    return results
+
+
+def _find(results, client: str, scenario: Scenario) -> Result | None:
+    for r in results:
+        if r.client == client and r.scenario == scenario:
+            return r
+    return None
+
+
+def _ratio(a: Result | None, b: Result | None) -> float | None:
+    if a is None or b is None or not a.rates or not b.rates:
+        return None
+    return a.rate / b.rate
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def markdown_table(results: list[Result]) -> str:
+    lines = ["| client | mode | concurrency | requests | req/s | vs aiohttp | vs wrk | CPU µs/req "
+             "| mean µs | p50 µs | p99 µs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        s = r.scenario
+        base = _find(results, BASELINE, s)
+        wrk = _find(results, "wrk", s)
+        mean, p50, p99 = r.latency()
+        n = f"{WRK_SECONDS} s" if r.client == "wrk" else f"{s.requests} × {len(r.rates)}"
+        lines.append(f"| {r.client} | {s.mode} | {s.concurrency} | {n} | {r.rate:,.0f} | "
+                     f"{_fmt_ratio(_ratio(r, base))} | {_fmt_ratio(_ratio(r, wrk))} | "
+                     f"{'—' if r.client == 'wrk' else f'{r.cpu_us:,.0f}'} | "
+                     f"{mean:,.0f} | {p50:,.0f} | {p99:,.0f} |")
+    return "\n".join(lines)
+
+
+#: (scenario mode, concurrency, other client, target ratio or None)
+TARGETS = (("keep-alive", 64, "aiohttp", 1.25), ("keep-alive", 64, "aiohttp+trace", 1.6))
+
+
+def ratio_lines(results: list[Result]) -> list[str]:
+    out = []
+    for s in _scenarios(results):
+        me = _find(results, "restiming", s)
+        if me is None:
+            continue
+        parts = []
+        for other in ("aiohttp", "aiohttp+trace", "httpx", "wrk"):
+            x = _ratio(me, _find(results, other, s))
+            if x is not None:
+                parts.append(f"restiming/{other} = {x:.2f}")
+        out.append(f"- {s.mode}, c={s.concurrency}: " + ", ".join(parts))
+    for mode, c, other, target in TARGETS:
+        s = next((x for x in _scenarios(results) if x.mode == mode and x.concurrency == c), None)
+        x = _ratio(_find(results, "restiming", s), _find(results, other, s)) if s else None
+        if x is not None:
+            out.append(f"- target {mode} c={c} restiming/{other} >= {target}: "
+                       f"{x:.2f} → {'MET' if x >= target else 'NOT MET'}")
+    s = next((x for x in _scenarios(results) if x.mode == "keep-alive" and x.concurrency == 1), None)
+    me, base = (_find(results, "restiming", s), _find(results, "aiohttp", s)) if s else (None, None)
+    if me is not None and base is not None and me.latencies_ns and base.latencies_ns:
+        (m1, a1, b1), (m2, a2, b2) = me.latency(), base.latency()
+        ok = m1 <= m2 and a1 <= a2
+        out.append(f"- target keep-alive c=1 latency restiming <= aiohttp: mean {m1:.0f} vs {m2:.0f} µs, "
+                   f"p50 {a1:.0f} vs {a2:.0f} µs, p99 {b1:.0f} vs {b2:.0f} µs → {'MET' if ok else 'NOT MET'}")
+    return out
+
+
+def environment() -> str:
+    """One line naming what the figures were measured with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    nginx = "nginx ?"
+    binary = find_nginx()
+    if binary:
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
+        nginx = out.rsplit(":", 1)[-1].strip() or nginx
+    wrk = "wrk" if wrk_available() else "no wrk"
+    return (f"_{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, uvloop {v('uvloop')}, "
+            f"aiohttp {v('aiohttp')}, httpx {v('httpx')}, h11 {v('h11')}, {nginx} (1 worker), {wrk}; "
+            f"nothing pinned; req/s is the median over rounds ({ROUNDS}, interleaved across clients "
+            f"when run as a script)._")
+
+
+def _scenarios(results: list[Result]) -> list[Scenario]:
+    seen: list[Scenario] = []
+    for r in results:
+        if r.scenario not in seen:
+            seen.append(r.scenario)
+    return seen
