@@ -12,15 +12,14 @@ from restiming._binding import ensure, ffi, lib
 
 __all__ = ["now_ns", "resolution_ns", "pair_ns"]
 
-_now = lib.rt_now_ns
+# clock_gettime(CLOCK_MONOTONIC) can fail only for a bad clock id or pointer
+# (EINVAL, EFAULT): checked once here, so every later reading is the bare C call
+# (a Python wrapper would double the cost of each stamp taken from Python).
+if lib.rt_now_ns() < 0:  # pragma: no cover - a kernel without CLOCK_MONOTONIC
+    ensure(lib.RT_ESYS, "clock_gettime(CLOCK_MONOTONIC)")
 
-
-def now_ns() -> int:
-    """CLOCK_MONOTONIC now, in nanoseconds."""
-    value = _now()
-    if value < 0:  # -errno; cannot happen for CLOCK_MONOTONIC on Linux
-        ensure(lib.RT_ESYS, "clock_gettime(CLOCK_MONOTONIC)")
-    return value
+#: CLOCK_MONOTONIC now, in integer nanoseconds (the compiled function itself).
+now_ns = lib.rt_now_ns
 
 
 def resolution_ns() -> int:

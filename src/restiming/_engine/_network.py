@@ -104,6 +104,20 @@ class StreamProtocol(asyncio.Protocol):
     def has_data(self) -> bool:
         return bool(self._chunks)
 
+    async def _wait(self, slot: str, timeout: float | None) -> bool:
+        """Park a future in ``slot`` until a callback resolves it; False on timeout.
+        A timer handle, not ``asyncio.timeout``: no task, no cancellation to undo."""
+        fut = self._loop.create_future()
+        setattr(self, slot, fut)
+        handle = self._loop.call_later(timeout, _expire, fut) if timeout is not None else None
+        try:
+            await fut
+        finally:
+            setattr(self, slot, None)
+            if handle is not None:
+                handle.cancel()
+        return fut.result() is not _TIMED_OUT
+
     async def read(self, timeout: float | None) -> tuple[int, bytes]:
         """The next chunk and its arrival stamp; ``b""`` at EOF."""
         if self._chunks:
@@ -112,18 +126,7 @@ class StreamProtocol(asyncio.Protocol):
             if self._exc is not None:
                 raise _translate_io(self._exc, "reading the response")
             return _now(), _EOF
-        fut = self._loop.create_future()
-        self._waiter = fut
-        handle = None
-        if timeout is not None:
-            handle = self._loop.call_later(timeout, _expire, fut)
-        try:
-            await fut
-        finally:
-            self._waiter = None
-            if handle is not None:
-                handle.cancel()
-        if fut.result() is _TIMED_OUT:
+        if not await self._wait("_waiter", timeout):
             raise ReadTimeout(f"no response bytes for {timeout:g} s")
         if self._chunks:
             return self._chunks.popleft()
@@ -140,16 +143,7 @@ class StreamProtocol(asyncio.Protocol):
         """Wait until the transport's buffer is empty (the bytes are in the kernel)."""
         transport = self.transport
         while transport.get_write_buffer_size() and not self.closed:
-            fut = self._loop.create_future()
-            self._drain_waiter = fut
-            handle = self._loop.call_later(timeout, _expire, fut) if timeout is not None else None
-            try:
-                await fut
-            finally:
-                self._drain_waiter = None
-                if handle is not None:
-                    handle.cancel()
-            if fut.result() is _TIMED_OUT:
+            if not await self._wait("_drain_waiter", timeout):
                 raise WriteTimeout(f"the request did not drain into the socket within {timeout:g} s")
         if self.closed and self._exc is not None:
             raise _translate_io(self._exc, "sending the request")
