@@ -104,3 +104,26 @@ def test_pair_ns_consistent_over_time():
     r2, m2 = clock.pair_ns()
     # Realtime and monotonic advanced by about the same amount (no step expected here).
     assert abs((r2 - r1) - (m2 - m1)) < 5_000_000
+
+
+def test_missing_native_module_is_a_clear_import_error(tmp_path):
+    """No silent fallback: without the compiled core, importing restiming fails with
+    an ImportError that says how to rebuild."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import restiming
+
+    # A copy of the package without the compiled module, imported in a fresh process.
+    src = os.path.dirname(restiming.__file__)
+    dst = tmp_path / "restiming"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_native*.so", "__pycache__"))
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "try:\n    import restiming\nexcept ImportError as e:\n    print('IMPORTERROR', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, cwd=str(tmp_path))
+    assert "IMPORTERROR" in proc.stdout, proc.stdout + proc.stderr
+    assert "restiming._native" in proc.stdout
+    assert "pip install" in proc.stdout and "no pure-Python fallback" in proc.stdout
