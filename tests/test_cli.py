@@ -222,3 +222,18 @@ def test_sigint_still_writes_the_summary(tmp_path):
     assert data["interrupted"] is True
     assert data["completed"] > 0
     assert data["completed"] + sum(data["errors"].values()) == data["sent"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_only_on_a_terminal():
+    with DemoServer() as server:
+        tty = _Terminal()
+        assert main(["bench", server.url("/api/items"), "-n", "200", "-c", "4", "--workers", "0"], stdout=tty) == 0
+        plain = io.StringIO()
+        assert main(["bench", server.url("/api/items"), "-n", "50", "-c", "4", "--workers", "0"], stdout=plain) == 0
+    assert "\r" in tty.getvalue() and "req/s" in tty.getvalue().split("restiming bench")[0]
+    assert "\r" not in plain.getvalue()

@@ -22,6 +22,7 @@ import os
 import queue as queue_mod
 import resource
 import signal
+import threading
 import time
 from typing import TextIO
 
@@ -267,17 +268,109 @@ class _Progress:
             self.out.write("\n")
 
 
+class _Interrupt:
+    """Ctrl-C as a flag: the parent checks it between drains, so a SIGINT never
+    lands in the middle of taking entries out of the timeline (they would be lost)."""
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self._old = None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, lambda *_: self.flag.set())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def is_set(self) -> bool:
+        return self.flag.is_set()
+
+
+def _run_in_process(cfg: BenchConfig, perf, collect, progress_line, agg, interrupt: _Interrupt) -> int:
+    async def in_process() -> int:
+        # Drain and show progress while the load runs in this same loop.
+        task = asyncio.ensure_future(_generate(perf, cfg.share(0, 1), clock.now_ns(), interrupt))
+        while not task.done():
+            await asyncio.wait([task], timeout=0.1)
+            collect()
+            progress_line.update(agg)
+        return task.result()
+
+    return _run_loop(in_process())
+
+
+def _run_workers(cfg: BenchConfig, perf, collect, progress_line, agg, interrupt: _Interrupt):
+    """Start the workers, drain until they are done; returns their "done" messages
+    and the monotonic time the load started."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    results = ctx.Queue()
+    start_value = ctx.Value("q", 0)
+    procs = [ctx.Process(target=_worker_main, daemon=True, name=f"restiming-worker-{i}",
+                         args=(perf.share_name, cfg.share(i, cfg.workers), stop, results, start_value))
+             for i in range(cfg.workers)]
+    for p in procs:
+        p.start()
+    ready: set = set()
+    done: dict = {}
+
+    def receive(timeout: float) -> None:
+        try:
+            msg = results.get(timeout=timeout)
+        except queue_mod.Empty:
+            return
+        if msg[0] == "ready":
+            ready.add(msg[1])
+        else:
+            done[msg[1]] = msg
+
+    wall_start = time.monotonic()
+    try:
+        deadline = time.monotonic() + 120
+        while len(ready) + len(done) < len(procs) and not interrupt.is_set():
+            receive(0.1)
+            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+                raise RuntimeError("bench workers failed to start")
+        # Everyone starts together, a little ahead, so the first intended starts
+        # are not already late.
+        start_value.value = clock.now_ns() + 20_000_000
+        wall_start = time.monotonic()
+        stop_deadline = None
+        while len(done) < len(procs):
+            if interrupt.is_set() and stop_deadline is None:
+                stop.set()
+                stop_deadline = time.monotonic() + STOP_GRACE + 10
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                break
+            receive(DRAIN_INTERVAL)
+            collect()
+            progress_line.update(agg)
+            if not any(p.is_alive() for p in procs):
+                receive(0.5)
+                if not any(p.is_alive() for p in procs) and len(done) < len(procs):
+                    break  # a worker died without reporting
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        results.close()
+        results.join_thread()
+    return done, wall_start
+
+
 def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict, int, Aggregator]:
     """Run the load; returns (summary, exit code, aggregator)."""
     agg = Aggregator(open_loop=cfg.rate is not None)
-    interrupted = False
     sent_total = 0
     worker_dropped = 0
     worker_rss: list[float] = []
-    if cfg.workers == 0:
-        perf = restiming.Performance(buffer_size=1 << 40)
-    else:
-        perf = restiming.Performance(buffer_size=1 << 40, shared=True)
+    perf = restiming.Performance(buffer_size=1 << 40, shared=cfg.workers > 0)
     outputs = _Outputs(args, perf.time_origin)
     progress_line = _Progress(out, progress, cfg.requests)
     wall_start = time.monotonic()
@@ -288,92 +381,23 @@ def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict
             agg.add(entry, data)
             outputs.write(data, cfg.method)
 
-    try:
-        if cfg.workers == 0:
-            try:
-                sent_total = _run_loop(_generate(perf, cfg.share(0, 1), clock.now_ns(), None))
-            except KeyboardInterrupt:
-                interrupted = True
-            collect()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            stop = ctx.Event()
-            results = ctx.Queue()
-            start_value = ctx.Value("q", 0)
-            procs = [ctx.Process(target=_worker_main, daemon=True, name=f"restiming-worker-{i}",
-                                 args=(perf.share_name, cfg.share(i, cfg.workers), stop, results, start_value))
-                     for i in range(cfg.workers)]
-            for p in procs:
-                p.start()
-            ready, done = set(), {}
-            try:
-                deadline = time.monotonic() + 120
-                while len(ready) < len(procs):
-                    try:
-                        msg = results.get(timeout=0.1)
-                    except queue_mod.Empty:
-                        if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
-                            raise RuntimeError("bench workers failed to start") from None
-                        continue
-                    if msg[0] == "ready":
-                        ready.add(msg[1])
-                    else:
-                        done[msg[1]] = msg
-                # Everyone starts together, a little ahead, so the first intended
-                # starts are not already late.
-                start_value.value = clock.now_ns() + 20_000_000
-                wall_start = time.monotonic()
-                while len(done) < len(procs):
-                    try:
-                        msg = results.get(timeout=DRAIN_INTERVAL)
-                        if msg[0] == "done":
-                            done[msg[1]] = msg
-                    except queue_mod.Empty:
-                        pass
-                    collect()
-                    progress_line.update(agg)
-                    if not any(p.is_alive() for p in procs) and len(done) < len(procs):
-                        try:
-                            while True:
-                                msg = results.get(timeout=0.5)
-                                if msg[0] == "done":
-                                    done[msg[1]] = msg
-                        except queue_mod.Empty:
-                            break
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
-                deadline = time.monotonic() + STOP_GRACE + 10
-                while len(done) < len(procs) and time.monotonic() < deadline:
-                    try:
-                        msg = results.get(timeout=DRAIN_INTERVAL)
-                        if msg[0] == "done":
-                            done[msg[1]] = msg
-                    except (queue_mod.Empty, KeyboardInterrupt):
-                        pass
-                    collect()
-            for p in procs:
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.terminate()
-                    p.join(timeout=5)
-            collect()
-            sent_total = sum(msg[2] for msg in done.values())
-            worker_dropped = sum(msg[3] for msg in done.values())
-            worker_rss = [msg[4] for msg in done.values()]
-            results.close()
-            results.join_thread()
-    finally:
-        progress_line.update(agg, force=True)
-        progress_line.finish()
-        collect_error = None
+    with _Interrupt() as interrupt:
         try:
+            if cfg.workers == 0:
+                sent_total = _run_in_process(cfg, perf, collect, progress_line, agg, interrupt)
+            else:
+                done, wall_start = _run_workers(cfg, perf, collect, progress_line, agg, interrupt)
+                sent_total = sum(msg[2] for msg in done.values())
+                worker_dropped = sum(msg[3] for msg in done.values())
+                worker_rss = [msg[4] for msg in done.values()]
             collect()
-        except Exception as exc:  # pragma: no cover - diagnostics only
-            collect_error = exc
-        outputs.close()
-        dropped = perf.dropped_entries + worker_dropped
-        perf.close()
+        finally:
+            progress_line.update(agg, force=True)
+            progress_line.finish()
+            outputs.close()
+            dropped = perf.dropped_entries + worker_dropped
+            perf.close()
+        interrupted = interrupt.is_set()
     elapsed = max(time.monotonic() - wall_start, 1e-9)
     summary = {
         "url": cfg.urls[0] if len(cfg.urls) == 1 else cfg.urls,
@@ -393,8 +417,6 @@ def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict
         "peak_rss_mb": {"parent": _peak_rss_mb(), "workers": worker_rss},
         "interrupted": interrupted,
     }
-    if collect_error is not None:
-        summary["error"] = repr(collect_error)
     code = EXIT_INTERRUPTED if interrupted else (EXIT_FETCH_ERROR if agg.total < sent_total else EXIT_OK)
     return summary, code, agg
 
