@@ -184,90 +184,43 @@ def test_event_shape(run):
     run(main())
 
 
-def test_handler_that_does_nothing_drops_the_overflow(run):
+def _clear(p, e):
+    p.clear_resource_timings()
+
+
+def _resize(n):
+    return lambda p, e: p.set_resource_timing_buffer_size(n)
+
+
+# (case, buffer size, handler, entries recorded, events fired, buffer afterwards as
+#  indices of the recorded entries, dropped, buffer size afterwards)
+HANDLER_CASES = [
+    # No handler action: one event, the overflow is dropped.
+    ("does nothing", 4, None, 9, 1, range(4), 5, 4),
+    # Cleared once, then the two waiting entries moved in.
+    ("clears", 3, _clear, 5, 1, range(3, 5), 0, 3),
+    # Fire (clear), copy 3, still 2 waiting and full: fire again, copy 2.
+    ("clears repeatedly while still full", 3, _clear, 8, 2, range(6, 8), 0, 3),
+    ("increases the size", 3, _resize(10), 6, 1, range(6), 0, 10),
+    # Shrinking removes nothing; nothing moves, so the waiting three are dropped.
+    ("decreases the size", 3, _resize(1), 6, 1, range(3), 3, 1),
+    ("sets the current size", 3, _resize(3), 5, 1, range(3), 2, 3),
+]
+
+
+@pytest.mark.parametrize("case, size, action, count, fired, kept, dropped, size_after", HANDLER_CASES,
+                         ids=[c[0] for c in HANDLER_CASES])
+def test_buffer_full_handler(run, case, size, action, count, fired, kept, dropped, size_after):
     async def main():
-        perf = Performance(buffer_size=4)
-        events = Events(perf)
+        perf = Performance(buffer_size=size)
+        events = Events(perf, action)
         perf.onresourcetimingbufferfull = events
-        record(perf, 9)
+        record(perf, count)
         await settle()
-        assert len(events) == 1
-        assert len(perf.get_entries()) == 4
-        assert perf.dropped_entries == 5
-
-    run(main())
-
-
-def test_handler_that_clears(run):
-    async def main():
-        perf = Performance(buffer_size=3)
-        events = Events(perf, lambda p, e: p.clear_resource_timings())
-        perf.onresourcetimingbufferfull = events
-        record(perf, 5)
-        await settle()
-        # Cleared once, then the two waiting entries moved in.
-        assert len(events) == 1
-        assert names(perf.get_entries()) == ["https://example.test/r3", "https://example.test/r4"]
-        assert perf.dropped_entries == 0
-
-    run(main())
-
-
-def test_handler_that_clears_repeatedly_while_still_full(run):
-    async def main():
-        perf = Performance(buffer_size=3)
-        events = Events(perf, lambda p, e: p.clear_resource_timings())
-        perf.onresourcetimingbufferfull = events
-        record(perf, 8)  # 3 in the buffer, 5 waiting
-        await settle()
-        # Task: fire (clear), copy 3, still 2 waiting and full: fire again, copy 2.
-        assert len(events) == 2
-        assert events.seen_in_buffer == [3, 3]
-        assert names(perf.get_entries()) == ["https://example.test/r6", "https://example.test/r7"]
-        assert perf.dropped_entries == 0
-
-    run(main())
-
-
-def test_handler_that_increases_the_size(run):
-    async def main():
-        perf = Performance(buffer_size=3)
-        events = Events(perf, lambda p, e: p.set_resource_timing_buffer_size(10))
-        perf.onresourcetimingbufferfull = events
-        record(perf, 6)
-        await settle()
-        assert len(events) == 1
-        assert names(perf.get_entries()) == [f"https://example.test/r{i}" for i in range(6)]
-        assert perf.dropped_entries == 0
-
-    run(main())
-
-
-def test_handler_that_decreases_the_size(run):
-    async def main():
-        perf = Performance(buffer_size=3)
-        events = Events(perf, lambda p, e: p.set_resource_timing_buffer_size(1))
-        perf.onresourcetimingbufferfull = events
-        record(perf, 6)
-        await settle()
-        assert len(events) == 1
-        assert len(perf.get_entries()) == 3  # shrinking removes nothing
-        assert perf.dropped_entries == 3
-        assert perf.resource_timing_buffer_size == 1
-
-    run(main())
-
-
-def test_handler_that_sets_the_current_size(run):
-    async def main():
-        perf = Performance(buffer_size=3)
-        events = Events(perf, lambda p, e: p.set_resource_timing_buffer_size(3))
-        perf.onresourcetimingbufferfull = events
-        record(perf, 5)
-        await settle()
-        assert len(events) == 1
-        assert len(perf.get_entries()) == 3
-        assert perf.dropped_entries == 2
+        assert len(events) == fired
+        assert names(perf.get_entries()) == [f"https://example.test/r{i}" for i in kept]
+        assert perf.dropped_entries == dropped
+        assert perf.resource_timing_buffer_size == size_after
 
     run(main())
 
