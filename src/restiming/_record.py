@@ -23,6 +23,8 @@ _START, _FETCH, _END = SLOT["start_time"], SLOT["fetch_start"], SLOT["response_e
 _REUSED, _TAO_FAILED = lib.RT_FLAG_REUSED, lib.RT_FLAG_TAO_FAILED
 _stamp = lib.rt_record_stamp
 _INTENDED = SLOT["intended_start"]
+_SCS = SLOT["secure_connection_start"]
+_REUSE_SLOTS = tuple(SLOT[s] for s in ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end"))
 _MAX_U32 = 2**32 - 1
 _MAX_I64 = 2**63 - 1
 _COUNT_LIMITS = (("response_status", 999), ("encoded_body_size", _MAX_I64), ("decoded_body_size", _MAX_I64),
@@ -91,6 +93,15 @@ class Recorder:
         stamp = self._rec.stamp
         for phase in phases:
             stamp[SLOT[phase]] = 0
+
+    def mark_reused(self, tls: bool) -> None:
+        """The stamps of a reused connection (SPEC §3): DNS and connect equal to
+        fetch_start; secure_connection_start too for TLS, 0 for plain HTTP."""
+        stamp = self._rec.stamp
+        fetch = stamp[_FETCH]
+        for slot in _REUSE_SLOTS:
+            stamp[slot] = fetch
+        stamp[_SCS] = fetch if tls else 0
 
     def copy(self, dst: str, src: str) -> None:
         """Make ``dst`` the very same stamp as ``src`` (for the spec's equalities)."""

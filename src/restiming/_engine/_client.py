@@ -63,7 +63,6 @@ _CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 HOP_STAMPS = ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end",
               "secure_connection_start", "request_start", "request_end",
               "first_interim_response_start", "final_response_headers_start", "response_end")
-_REUSE_STAMPS = ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end")
 _REDIRECT_BODY_LIMIT = 65536
 # Raised as they are (no foreign cause to chain).
 _OURS = (FetchError, ClientClosed, asyncio.CancelledError)
@@ -127,9 +126,10 @@ class _Exchange:
     """State of one fetch across its hops."""
 
     __slots__ = ("rec", "url", "method", "headers", "body", "timeout", "deadline", "conn", "reused",
-                 "tao", "sent", "received", "finished", "intended_start", "history")
+                 "tao", "sent", "received", "finished", "intended_start", "history", "loop")
 
-    def __init__(self, rec, url, method, headers, body, timeout, deadline, tao, intended_start):
+    def __init__(self, rec, url, method, headers, body, timeout, deadline, tao, intended_start, loop):
+        self.loop = loop
         self.rec = rec
         self.url = url
         self.method = method
@@ -183,6 +183,7 @@ class Client:
         self._resolver = resolver if resolver is not None else CachingResolver()
         self._pool = Pool(limits)
         self._accept_encoding = ", ".join(supported_encodings()).encode()
+        self._default_headers: dict[tuple, list] = {}
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
         self._closed = False
         # Tasks opening a connection: no pooled connection exists yet for close() to
@@ -270,9 +271,21 @@ class Client:
         rec = self.performance.begin(url, initiator_type)
         deadline = None if t.total is None else loop.time() + t.total
         tao = TaoCheck(self.origin, u.origin)
-        return _Exchange(rec, u, m, hdrs, data, t, deadline, tao, intended_start)
+        return _Exchange(rec, u, m, hdrs, data, t, deadline, tao, intended_start, loop)
 
     def _request_headers(self, ex: _Exchange) -> list:
+        if not ex.headers:
+            # The common case (no caller headers): one list per authority/method/length.
+            key = (ex.url.authority, ex.method, len(ex.body))
+            cached = self._default_headers.get(key)
+            if cached is None:
+                if len(self._default_headers) >= 256:
+                    self._default_headers.clear()
+                cached = self._default_headers[key] = self._build_request_headers(ex)
+            return cached
+        return self._build_request_headers(ex)
+
+    def _build_request_headers(self, ex: _Exchange) -> list:
         names = {n.lower() for n, _ in ex.headers}
         out = []
         if b"host" not in names:
@@ -292,7 +305,7 @@ class Client:
     def _bound(self, ex: _Exchange, seconds: float | None) -> float | None:
         if ex.deadline is None:
             return seconds
-        remaining = ex.deadline - asyncio.get_running_loop().time()
+        remaining = ex.deadline - ex.loop.time()
         if remaining <= 0:
             raise TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed")
         return remaining if seconds is None or remaining < seconds else seconds
@@ -316,16 +329,13 @@ class Client:
     async def _connection(self, ex: _Exchange, allow_idle: bool) -> HTTP11Connection:
         u, rec = ex.url, ex.rec
         origin = (u.scheme, u.host, u.port)
-        conn = await self._pool.acquire(origin, self._bound(ex, ex.timeout.pool), allow_idle)
+        conn = self._pool.take_idle(origin) if allow_idle else None
+        if conn is None:
+            conn = await self._pool.acquire(origin, self._bound(ex, ex.timeout.pool), allow_idle)
         if self._closed:
             raise ClientClosed("this Client was closed")
         if conn is not None:
-            for phase in _REUSE_STAMPS:
-                rec.copy(phase, "fetch_start")
-            if u.scheme == "https":
-                rec.copy("secure_connection_start", "fetch_start")
-            else:
-                rec.clear("secure_connection_start")
+            rec.mark_reused(u.scheme == "https")
             ex.reused = True
             return conn
         ex.reused = False
@@ -579,7 +589,7 @@ class _StreamBody:
                     self.done = True
                     response.entry = self.client._finish(ex, self.head, self.decoder, complete=True)
                     return tail or None
-                self._pieces = self.decoder.feed(chunk)
+                self._pieces = iter(self.decoder.feed(chunk))
         except BaseException as exc:
             self.done = True
             self._pieces = None

@@ -143,12 +143,14 @@ class Decoder:
             raise ProtocolError(f"cannot decode the response body: {exc}") from exc
 
     def feed(self, data: bytes):
-        """Yield decoded pieces for one encoded chunk."""
+        """The decoded pieces of one encoded chunk (an iterable)."""
         self.encoded += len(data)
         if not self._stages:
             self.decoded += len(data)
-            yield data
-            return
+            return (data,)
+        return self._feed(data)
+
+    def _feed(self, data: bytes):
         step = _SLICE if self._ratio else max(len(data), 1)
         for start in range(0, len(data), step):
             part = data[start : start + step] if step < len(data) else data

@@ -131,9 +131,11 @@ class HTTP11Connection:
             raise ProtocolError(f"cannot send this request: {exc}") from exc
         data = head + tail
         rec.stamp("request_start")
-        self.protocol.write(data)
+        protocol = self.protocol
+        protocol.write(data)
         self.bytes_sent = len(data)
-        await self.protocol.drain(write_timeout)
+        if protocol.transport.get_write_buffer_size():
+            await protocol.drain(write_timeout)
         rec.stamp("request_end")
 
     # -------------------------------------------------------------- response

@@ -40,6 +40,23 @@ class Pool:
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())
 
+    def take_idle(self, origin: tuple):
+        """A usable idle connection for ``origin`` without waiting, or ``None``
+        (the common keep-alive case, without a coroutine)."""
+        idle = self._idle.get(origin)
+        if not idle or self.closed:
+            return None
+        now = time.monotonic()
+        if now - self._last_sweep > _SWEEP_INTERVAL:
+            return None  # let acquire() sweep
+        expiry = self._limits.keepalive_expiry
+        while idle:
+            conn = idle.pop()
+            if conn.is_idle_usable(expiry, now):
+                return conn
+            self._discard(conn)
+        return None
+
     async def acquire(self, origin: tuple, timeout: float | None, allow_idle: bool = True):
         """An idle connection for ``origin``, or ``None`` with a slot reserved."""
         limits = self._limits
