@@ -266,3 +266,40 @@ def test_owner_observers_see_worker_entries_without_a_query():
 
     seen = asyncio.run(scenario())
     assert len(seen) == 5
+
+
+def test_segments_of_killed_owners_are_removed_by_the_next_owner():
+    """An owner killed with SIGKILL cannot unlink its segment; the next shared
+    timeline created on the machine removes it (its pid is gone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import restiming
+
+    code = ("import restiming, sys, time\n"
+            "p = restiming.Performance(shared=True)\n"
+            "print(p.share_name, flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        name = proc.stdout.readline().strip()
+        assert name.startswith("/restiming-")
+        assert os.path.exists("/dev/shm" + name)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert os.path.exists("/dev/shm" + name)  # leaked by the kill
+    deadline = time.monotonic() + 5
+    with restiming.Performance(shared=True) as perf:
+        assert perf.share_name != name
+    while os.path.exists("/dev/shm" + name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists("/dev/shm" + name)
+    with pytest.raises(restiming.SharedTimelineError):
+        restiming.Performance.attach(name)

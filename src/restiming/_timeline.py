@@ -23,6 +23,7 @@ import asyncio
 import atexit
 import collections
 import os
+import re
 import secrets
 import sys
 import threading
@@ -116,6 +117,7 @@ class Performance:
         self._pid = os.getpid()
         self._owner = True
         if shared:
+            remove_stale_segments()
             name = f"/restiming-{os.getpid()}-{secrets.token_hex(6)}"
             self._ring = Ring.create_shared(name, cells, buffer_size, SECONDARY_BUFFER_CAPACITY, (real, mono))
             self._finalizer = weakref.finalize(self, _release_shared, self._ring, name, self._pid)
@@ -619,6 +621,39 @@ class Performance:
         kind = "shared" if self._ring.shared else "local"
         role = "" if self._is_owner() else " attached"
         return f"<Performance {kind}{role} time_origin={self.time_origin:.3f}>"
+
+
+_SHM_DIR = "/dev/shm"
+_SEGMENT = re.compile(r"^restiming-(\d+)-[0-9a-f]{12}$")
+
+
+def remove_stale_segments() -> list[str]:
+    """Unlink shared timelines whose owner process is gone (killed before it could
+    clean up). Returns the names removed. Segments of live processes, or of other
+    users, are left alone."""
+    removed = []
+    try:
+        names = os.listdir(_SHM_DIR)
+    except OSError:
+        return removed
+    for entry in names:
+        match = _SEGMENT.match(entry)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or pid reused): not ours to judge
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        try:
+            if Ring.unlink("/" + entry):
+                removed.append("/" + entry)
+        except SharedTimelineError:
+            pass  # raced with another cleaner, or not ours
+    return removed
 
 
 def _release_shared(ring: Ring, name: str, pid: int) -> None:
