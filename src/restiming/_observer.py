@@ -11,7 +11,8 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Callable, Iterable
 
-from restiming._timeline import Performance, _report
+from restiming._events import _report
+from restiming._timeline import Performance
 
 __all__ = ["PerformanceObserver", "PerformanceObserverEntryList"]
 

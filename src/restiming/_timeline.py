@@ -23,9 +23,7 @@ import asyncio
 import atexit
 import collections
 import os
-import re
 import secrets
-import sys
 import threading
 import time
 import weakref
@@ -36,8 +34,10 @@ from restiming import clock
 from restiming._binding import ensure, ffi, lib
 from restiming._entry import PerformanceResourceTiming, decode_record
 from restiming._exceptions import RestimingError, SharedTimelineError
+from restiming._events import ResourceTimingBufferFullEvent, _report
 from restiming._record import Recorder
 from restiming._ring import Ring, Store, iter_records
+from restiming._segments import _release_shared, remove_stale_segments
 
 __all__ = ["Performance", "ResourceTimingBufferFullEvent", "LOCAL_RING_CELLS", "SHARED_RING_CELLS",
            "SECONDARY_BUFFER_CAPACITY", "WORKER_BACKLOG_LIMIT"]
@@ -66,35 +66,6 @@ _rt_publish = lib.rt_ring_publish
 _PID = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 _VALID_INITIATORS_HINT = "a non-empty str such as 'fetch'"
-
-
-class ResourceTimingBufferFullEvent:
-    """The ``resourcetimingbufferfull`` event (a plain Event: does not bubble)."""
-
-    __slots__ = ("type", "target", "time_stamp")
-    bubbles = False
-    cancelable = False
-
-    def __init__(self, target: "Performance") -> None:
-        self.type = "resourcetimingbufferfull"
-        self.target = target
-        self.time_stamp = target.now()
-
-    def __repr__(self) -> str:
-        return f"<ResourceTimingBufferFullEvent time_stamp={self.time_stamp:.3f}>"
-
-
-def _report(exc: BaseException, what: str) -> None:
-    """An exception in a user callback is reported, never propagated (as on the web)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not None:
-        loop.call_exception_handler({"message": f"restiming: exception in {what}", "exception": exc})
-    else:
-        sys.unraisablehook(sys.UnraisableHookArgs(type(exc), exc, exc.__traceback__,
-                                                  f"restiming: exception in {what}", None))
 
 
 _ONATTR = object()  # marks where the onresourcetimingbufferfull handler sits among listeners
@@ -621,45 +592,6 @@ class Performance:
         kind = "shared" if self._ring.shared else "local"
         role = "" if self._is_owner() else " attached"
         return f"<Performance {kind}{role} time_origin={self.time_origin:.3f}>"
-
-
-_SHM_DIR = "/dev/shm"
-_SEGMENT = re.compile(r"^restiming-(\d+)-[0-9a-f]{12}$")
-
-
-def remove_stale_segments() -> list[str]:
-    """Unlink shared timelines whose owner process is gone (killed before it could
-    clean up). Returns the names removed. Segments of live processes, or of other
-    users, are left alone."""
-    removed = []
-    try:
-        names = os.listdir(_SHM_DIR)
-    except OSError:
-        return removed
-    for entry in names:
-        match = _SEGMENT.match(entry)
-        if match is None:
-            continue
-        pid = int(match.group(1))
-        try:
-            os.kill(pid, 0)
-            continue  # alive (or pid reused): not ours to judge
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # another user's live process
-        try:
-            if Ring.unlink("/" + entry):
-                removed.append("/" + entry)
-        except SharedTimelineError:
-            pass  # raced with another cleaner, or not ours
-    return removed
-
-
-def _release_shared(ring: Ring, name: str, pid: int) -> None:
-    if os.getpid() == pid:
-        Ring.unlink(name)
-    ring.close()
 
 
 def _check_size(n: object) -> None:
