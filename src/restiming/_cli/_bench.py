@@ -337,7 +337,7 @@ def _run_workers(cfg: BenchConfig, perf, collect, progress_line, agg, interrupt:
         # Everyone starts together, a little ahead, so the first intended starts
         # are not already late.
         start_value.value = clock.now_ns() + 20_000_000
-        wall_start = time.monotonic()
+        wall_start = progress_line.started = time.monotonic()
         stop_deadline = None
         while len(done) < len(procs):
             if interrupt.is_set() and stop_deadline is None:
