@@ -237,3 +237,17 @@ def test_progress_line_only_on_a_terminal():
         assert main(["bench", server.url("/api/items"), "-n", "50", "-c", "4", "--workers", "0"], stdout=plain) == 0
     assert "\r" in tty.getvalue() and "req/s" in tty.getvalue().split("restiming bench")[0]
     assert "\r" not in plain.getvalue()
+
+
+def test_time_series_stays_bounded_and_loses_no_request():
+    from restiming._cli._stats import MAX_SLOTS, Aggregator
+
+    agg = Aggregator(open_loop=False)
+    agg.t0_ms = 0.0
+    for i in range(2 * MAX_SLOTS + 100):  # one request a second, for over 20 minutes
+        agg._slot(i * 1000.0, 5.0 if i % 10 else None)
+    rows = agg.timeline()
+    assert len(rows) <= MAX_SLOTS and rows[0]["width"] == 4.0
+    assert sum(r["count"] for r in rows) == 2 * MAX_SLOTS + 100
+    assert sum(r["errors"] for r in rows) == (2 * MAX_SLOTS + 100 + 9) // 10
+    assert all(4.5 <= r["p50_ms"] <= 5.5 for r in rows)

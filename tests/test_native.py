@@ -127,3 +127,12 @@ def test_missing_native_module_is_a_clear_import_error(tmp_path):
     assert "IMPORTERROR" in proc.stdout, proc.stdout + proc.stderr
     assert "restiming._native" in proc.stdout
     assert "pip install" in proc.stdout and "no pure-Python fallback" in proc.stdout
+
+
+def test_python_record_layout_matches_the_compiled_one():
+    from restiming._binding import ffi
+    from restiming._fields import FLAGS_OFFSET, RECORD, URL_LEN_OFFSET
+
+    assert RECORD.size == ffi.sizeof("rt_record")
+    assert FLAGS_OFFSET == ffi.offsetof("rt_record", "flags")
+    assert URL_LEN_OFFSET == ffi.offsetof("rt_record", "url_len")

@@ -126,7 +126,7 @@ def _decode_values(buf, off: int, origin_ns: int) -> tuple:
     v = RECORD.unpack_from(buf, off)
     (start, fetch, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
      enc, dec, sent, recv, conn_id, status, flags, url_len, text_len) = v
-    p = off + 168
+    p = off + RECORD.size
     url = bytes(buf[p : p + url_len]).decode("utf-8", "surrogateescape")
     p += url_len
     texts = bytes(buf[p : p + text_len]).decode("utf-8", "surrogateescape").split("\0")

@@ -88,6 +88,10 @@ TEXTS = (
 # u16 flags, u32 url_len, u32 text_len = 168 bytes.
 RECORD = struct.Struct("<15q4qIHHII")
 assert RECORD.size == 168
+# Byte offsets the consumer reads without unpacking a whole record (checked against
+# the compiled layout in tests/test_native.py).
+FLAGS_OFFSET = struct.calcsize("<15q4qIH")
+URL_LEN_OFFSET = struct.calcsize("<15q4qIHH")
 
 # (attribute, spec key or None for an extension, kind). Order = attribute order of
 # the spec's IDL, then the extensions.

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from restiming._binding import ensure, ffi, lib
 from restiming._exceptions import RestimingError
-from restiming._fields import ERROR_KINDS, OPAQUE_ZEROED_STAMPS, SLOT, STAMPS
+from restiming._fields import ERROR_KINDS, OPAQUE_ZEROED_STAMPS, SLOT, STAMPS, TEXTS
 from restiming._servertiming import PerformanceServerTiming, format_server_timing
 
 __all__ = ["Recorder"]
@@ -29,8 +29,6 @@ _MAX_U32 = 2**32 - 1
 _MAX_I64 = 2**63 - 1
 _COUNT_LIMITS = (("response_status", 999), ("encoded_body_size", _MAX_I64), ("decoded_body_size", _MAX_I64),
                  ("bytes_sent", _MAX_I64), ("bytes_received", _MAX_I64), ("connection_id", _MAX_U32))
-_TEXT_NAMES = ("initiator_type", "next_hop_protocol", "content_type", "content_encoding", "delivery_type",
-               "server_timing", "error", "error_message", "remote_address", "tls_version")
 
 
 def _text(value: object, what: str) -> str:
@@ -183,7 +181,7 @@ class Recorder:
         try:
             text = "\0".join(texts)
         except TypeError:
-            texts = tuple(_text(t, what) for t, what in zip(texts, _TEXT_NAMES))
+            texts = tuple(_text(t, what) for t, what in zip(texts, TEXTS))
             text = "\0".join(texts)
         if text.count("\0") != len(texts) - 1:
             # NUL separates the strings of a record; it cannot occur in HTTP fields.

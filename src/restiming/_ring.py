@@ -174,6 +174,3 @@ class Store:
         self.chunks = []
         self.count = 0
         return n
-
-    def nbytes(self) -> int:
-        return sum(len(c[0]) for c in self.chunks)

@@ -33,6 +33,7 @@ from typing import Callable
 from restiming import clock
 from restiming._binding import ensure, ffi, lib
 from restiming._entry import PerformanceResourceTiming, decode_record
+from restiming._fields import FLAGS_OFFSET, RECORD, URL_LEN_OFFSET
 from restiming._exceptions import RestimingError, SharedTimelineError
 from restiming._events import ResourceTimingBufferFullEvent, _report
 from restiming._record import Recorder
@@ -62,6 +63,7 @@ _FLAG_SECONDARY = lib.RT_FLAG_SECONDARY
 _FLAG_DROPPED = lib.RT_FLAG_DROPPED
 _BY_START = attrgetter("start_time")
 _rt_publish = lib.rt_ring_publish
+_SIZE, _FLAGS, _URL_LEN = RECORD.size, FLAGS_OFFSET, URL_LEN_OFFSET
 # The current pid, refreshed in forked children (os.getpid() per publish is a syscall).
 _PID = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
@@ -262,7 +264,7 @@ class Performance:
             while self._backlog:
                 packed = self._backlog[0]
                 rec = ffi.from_buffer("rt_record *", packed)
-                if self._ring.publish(rec, packed[168:]) & _PUB_RING_FULL:
+                if self._ring.publish(rec, packed[_SIZE:]) & _PUB_RING_FULL:
                     return
                 self._backlog.popleft()
 
@@ -276,10 +278,9 @@ class Performance:
         self._sync()
 
     # ------------------------------------------------------- consumer internals
-    def _pump(self) -> list | None:
-        """Move every committed record from the ring into the buffers (lock held).
-
-        Returns the new entries when observers want them."""
+    def _pump(self) -> None:
+        """Move every committed record from the ring into the buffers (lock held),
+        handing new entries to the observers."""
         want = bool(self._observers)
         fresh: list = []
         ring, store = self._ring, self._store
@@ -308,7 +309,7 @@ class Performance:
             # An oversized primary record, a secondary run, or records dropped for lack
             # of overflow room (those still reach observers).
             for off, n in iter_records(data, 0, len(data)):
-                rec_flags = int.from_bytes(data[off + 158 : off + 160], "little")
+                rec_flags = int.from_bytes(data[off + _FLAGS : off + _FLAGS + 2], "little")
                 if rec_flags & _FLAG_DROPPED:
                     pass
                 elif rec_flags & _FLAG_SECONDARY:
@@ -325,7 +326,6 @@ class Performance:
             for observer in self._observers:
                 observer._enqueue(fresh)
             self._queue(self._observer_task, "_observer_task_queued")
-        return fresh
 
     def _queue(self, callback: Callable, flag: str) -> None:
         """Queue ``callback`` once (``flag`` guards it) on the home loop, or defer it."""
@@ -333,13 +333,8 @@ class Performance:
             if getattr(self, flag):
                 return
             setattr(self, flag, True)
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
+            running = self._adopt_running_loop()
             home = self._home
-            if running is not None and (home is None or home.is_closed() or not home.is_running()):
-                home = self._home = running
             if home is None or home.is_closed():
                 self._deferred.append(callback)
                 return
@@ -370,20 +365,22 @@ class Performance:
             self._pump()
         self._arm_poll()
 
-    def _adopt_running_loop(self) -> None:
-        """Make the running loop the home loop when there is no usable one yet.
+    def _adopt_running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """Make the running loop the home loop when there is no usable one yet, and
+        return the running loop (``None`` outside one).
 
-        Called where the owner sets up notifications (observe, listeners), so that
-        records from producer threads are handed to that loop from the start
+        Also called where the owner sets up notifications (observe, listeners), so
+        that records from producer threads are handed to that loop from the start
         instead of waiting, deferred, for the owner's next timeline call."""
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return None
         with self._lock:
             home = self._home
             if home is None or home.is_closed() or not home.is_running():
                 self._home = running
+        return running
 
     def _sync(self) -> None:
         """Start of every owner-side call: pump, then run notifications nobody else will."""
@@ -500,7 +497,8 @@ class Performance:
             entries = [
                 decode_record(buf, off, self._origin_ns)
                 for buf, off in self._store.records()
-                if int.from_bytes(buf[off + 160 : off + 164], "little") == n and buf[off + 168 : off + 168 + n] == key
+                if int.from_bytes(buf[off + _URL_LEN : off + _URL_LEN + 4], "little") == n
+                and buf[off + _SIZE : off + _SIZE + n] == key
             ]
         entries.sort(key=_BY_START)
         return entries

@@ -8,6 +8,7 @@ runs with 2 workers for a few seconds, prints the table and writes the HTML repo
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gzip
 import json
@@ -166,14 +167,9 @@ def run_demo_cli(argv: list[str], out: TextIO) -> int:
                   f"{args.workers} workers...\n")
         cfg = BenchConfig(urls, concurrency=args.concurrency, duration=args.duration, workers=args.workers,
                           client={"timeout": 10.0})
-        ns = _Namespace(out=None, csv=None, har=None, summary=None, html=html)
+        ns = argparse.Namespace(out=None, csv=None, har=None, summary=None, html=html)
         tty = hasattr(out, "isatty") and out.isatty()
         summary, code, agg = run_bench(cfg, out, ns, progress=tty)
     out.write(format_summary(summary))
     write_reports(summary, agg, ns, out)
     return code
-
-
-class _Namespace:
-    def __init__(self, **kw) -> None:
-        self.__dict__.update(kw)

@@ -3,7 +3,8 @@
 schedule, a bounded latency-over-time series and a reservoir of sampled entries.
 
 Everything here is fixed-size whatever the run length: the time series keeps at most
-``MAX_SLOTS`` slots and doubles the slot width when a run outgrows them.
+``MAX_SLOTS`` slots (a coarse ``Histogram`` each, about 4 KiB) and doubles the slot
+width when a run outgrows them, merging neighbours (histograms merge exactly).
 """
 
 from __future__ import annotations
@@ -24,49 +25,27 @@ SAMPLES = 50
 LATE_THRESHOLD_MS = 1.0
 
 
-class _Coarse:
-    """A tiny log histogram (8 buckets per doubling, ~9% precision) for one time slot."""
+class _Slot:
+    """One time slot of the latency-over-time series: a coarse histogram (one
+    significant digit, about 4 KiB) of the latencies that started in it, plus errors."""
 
-    __slots__ = ("counts", "n", "errors", "max")
-    _SCALE = 8
+    __slots__ = ("hist", "errors")
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.n = 0
+        self.hist = Histogram(digits=1)
         self.errors = 0
-        self.max = 0.0
 
-    def add(self, ms: float) -> None:
-        key = int(self._SCALE * _log2(max(ms, 1e-6)))
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.n += 1
-        if ms > self.max:
-            self.max = ms
-
-    def merge(self, other: "_Coarse") -> None:
-        for k, c in other.counts.items():
-            self.counts[k] = self.counts.get(k, 0) + c
-        self.n += other.n
+    def merge(self, other: "_Slot") -> None:
+        self.hist.merge(other.hist)
         self.errors += other.errors
-        self.max = max(self.max, other.max)
 
-    def percentile(self, p: float) -> float:
-        total = sum(self.counts.values())
-        if not total:
-            return 0.0
-        rank = max(1, -(-p * total // 100))
-        seen = 0
-        for k in sorted(self.counts):
-            seen += self.counts[k]
-            if seen >= rank:
-                return min(2 ** ((k + 1) / self._SCALE), self.max)
-        return self.max
-
-
-def _log2(x: float) -> float:
-    import math
-
-    return math.log2(x)
+    def row(self, t: float, width: float) -> dict:
+        h = self.hist
+        empty = not h.count
+        return {"t": t, "width": width, "count": h.count + self.errors, "errors": self.errors,
+                "p50_ms": 0.0 if empty else h.percentile(50) / 1e6,
+                "p99_ms": 0.0 if empty else h.percentile(99) / 1e6,
+                "max_ms": 0.0 if empty else h.max / 1e6}
 
 
 class Aggregator:
@@ -79,10 +58,8 @@ class Aggregator:
         self.late_count = 0
         self.late_sum = 0.0
         self.late_max = 0.0
-        self.first_start: float | None = None
-        self.last_end = 0.0
         self.slot_width = 1.0  # seconds
-        self.slots: list[_Coarse] = []
+        self.slots: list[_Slot] = []
         self.samples: list[dict] = []
         self._seen = 0
         self._rng = random.Random(1)
@@ -96,28 +73,32 @@ class Aggregator:
         """Account one drained entry (``data`` is its ``to_dict()``)."""
         if self.t0_ms is None:
             self.t0_ms = entry.start_time
+        latency = None
         if entry.error:
             self.errors[entry.error] += 1
         else:
             self.completed += 1
-            for name, value in phase_durations(data).items():
+            durations = phase_durations(data)
+            for name, value in durations.items():
                 hist = self.hists.get(name)
                 if hist is not None and value is not None:
                     hist.record(int(value * 1e6))
+            # The time series shows what a user waited: from the intended start in
+            # an open loop (no coordinated omission), else the entry's duration.
+            latency = durations["corrected"] if self.open_loop and durations["corrected"] is not None \
+                else durations["total"]
         if entry.intended_start:
             late = entry.start_time - entry.intended_start
             if late > LATE_THRESHOLD_MS:
                 self.late_count += 1
                 self.late_sum += late
                 self.late_max = max(self.late_max, late)
-        start = entry.start_time
-        self.first_start = start if self.first_start is None else min(self.first_start, start)
-        self.last_end = max(self.last_end, entry.response_end)
-        self._slot(entry, data)
+        self._slot(entry.start_time, latency)
         self._sample(data)
 
-    def _slot(self, entry, data: dict) -> None:
-        t = max(0.0, (entry.start_time - self.t0_ms) / 1000.0)
+    def _slot(self, start_ms: float, latency_ms: float | None) -> None:
+        """Count one request in the slot it started in (``None``: an error)."""
+        t = max(0.0, (start_ms - self.t0_ms) / 1000.0)
         index = int(t / self.slot_width)
         while index >= MAX_SLOTS:  # keep memory fixed: halve the resolution
             merged = []
@@ -130,16 +111,12 @@ class Aggregator:
             self.slot_width *= 2
             index = int(t / self.slot_width)
         while len(self.slots) <= index:
-            self.slots.append(_Coarse())
+            self.slots.append(_Slot())
         slot = self.slots[index]
-        if entry.error:
+        if latency_ms is None:
             slot.errors += 1
-            slot.n += 1
         else:
-            latency = entry.duration
-            if self.open_loop and entry.intended_start:
-                latency = entry.response_end - entry.intended_start
-            slot.add(latency)
+            slot.hist.record(int(max(latency_ms, 0.0) * 1e6))
 
     def _sample(self, data: dict) -> None:
         self._seen += 1
@@ -151,12 +128,7 @@ class Aggregator:
                 self.samples[j] = data
 
     def timeline(self) -> list[dict]:
-        out = []
-        for i, slot in enumerate(self.slots):
-            out.append({"t": i * self.slot_width, "width": self.slot_width, "count": slot.n,
-                        "errors": slot.errors, "p50_ms": slot.percentile(50), "p99_ms": slot.percentile(99),
-                        "max_ms": slot.max})
-        return out
+        return [slot.row(i * self.slot_width, self.slot_width) for i, slot in enumerate(self.slots)]
 
     def phase_table(self) -> dict:
         return {name: (hist.summary_ms() if hist.count else {"count": 0}) for name, hist in self.hists.items()}

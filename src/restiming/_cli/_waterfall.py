@@ -52,7 +52,7 @@ def _bars(entry, width: int = BAR_WIDTH, glyph: str = "█") -> list[str]:
 
 
 def render_fetch(entry, *, method: str = "GET", status_text: str = "", http_version: str = "",
-                 history=(), color: bool = False) -> str:
+                 history=()) -> str:
     """The block printed for one successful fetch."""
     out = [f"{method} {entry.name}"]
     for status, url in history:

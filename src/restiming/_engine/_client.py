@@ -18,7 +18,6 @@ import functools
 import os
 import re
 import ssl
-import time
 
 import h11
 
@@ -32,7 +31,6 @@ from restiming._exceptions import (
     LimitExceeded,
     ProtocolError,
     RedirectSchemeError,
-    TLSError,
     TooManyRedirects,
     TotalTimeout,
 )
@@ -42,12 +40,12 @@ from restiming._tao import TaoCheck
 from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
 
-from ._config import Limits, Timeout
+from ._config import Limits, Timeout, bound
 from ._decoding import Decoder, supported_encodings
 from ._dns import CachingResolver
 from ._http11 import HTTP11Connection
-from ._models import Headers, Response
-from ._network import open_stream
+from ._models import Response
+from ._network import open_stream, translate_io
 from ._pool import Pool
 
 __all__ = ["Client"]
@@ -71,6 +69,8 @@ USER_AGENT = b"restiming/0.1"
 # the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
 _URL_CACHE_SIZE = 256
 _URL_CACHE_MAX_LENGTH = 2048
+_REQUEST_CACHE_SIZE = 256
+_REQUEST_CACHE_MAX_BYTES = 4096
 
 
 def _ssl_context(verify) -> ssl.SSLContext:
@@ -183,7 +183,7 @@ class Client:
         self._resolver = resolver if resolver is not None else CachingResolver()
         self._pool = Pool(limits)
         self._accept_encoding = ", ".join(supported_encodings()).encode()
-        self._default_headers: dict[tuple, list] = {}
+        self._requests: dict[tuple, h11.Request] = {}  # see _request
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
         self._closed = False
         # Tasks opening a connection: no pooled connection exists yet for close() to
@@ -232,7 +232,7 @@ class Client:
                 parts.extend(decoder.feed(chunk))
             parts.extend(decoder.flush())
             entry = self._finish(ex, head, decoder, complete=True)
-            return Response(head.status, head.reason, Headers(head.headers), b"".join(parts),
+            return Response(head.status, head.reason, head.headers, b"".join(parts),
                             ex.url.href, entry, head.http_version, ex.history)
         except BaseException as exc:
             raise self._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
@@ -275,19 +275,27 @@ class Client:
         tao = TaoCheck(self.origin, u.origin)
         return _Exchange(rec, u, m, hdrs, data, t, deadline, tao, intended_start, loop)
 
-    def _request_headers(self, ex: _Exchange) -> list:
-        if not ex.headers:
-            # The common case (no caller headers): one list per authority/method/length.
-            key = (ex.url.authority, ex.method, len(ex.body))
-            cached = self._default_headers.get(key)
-            if cached is None:
-                if len(self._default_headers) >= 256:
-                    self._default_headers.clear()
-                cached = self._default_headers[key] = self._build_request_headers(ex)
-            return cached
-        return self._build_request_headers(ex)
+    def _request(self, ex: _Exchange) -> h11.Request:
+        """The h11 request event for this hop. A load generator sends the same head
+        over and over, and building the event validates every field each time, so
+        events (immutable) are kept per (target, authority, method, body length,
+        caller headers); heads over 4 KiB are not kept."""
+        u = ex.url
+        key = (u.target, u.authority, ex.method, len(ex.body), *ex.headers)
+        event = self._requests.get(key)
+        if event is None:
+            headers = self._request_headers(ex)
+            try:
+                event = h11.Request(method=ex.method, target=u.target.encode("ascii"), headers=headers)
+            except h11.LocalProtocolError as exc:
+                raise ProtocolError(f"cannot send this request: {exc}") from exc
+            if len(u.target) + sum(len(n) + len(v) for n, v in headers) <= _REQUEST_CACHE_MAX_BYTES:
+                if len(self._requests) >= _REQUEST_CACHE_SIZE:
+                    self._requests.clear()
+                self._requests[key] = event
+        return event
 
-    def _build_request_headers(self, ex: _Exchange) -> list:
+    def _request_headers(self, ex: _Exchange) -> list:
         names = {n.lower() for n, _ in ex.headers}
         out = []
         if b"host" not in names:
@@ -304,13 +312,9 @@ class Client:
                 out.append((b"Content-Length", str(len(ex.body)).encode()))
         return out
 
-    def _bound(self, ex: _Exchange, seconds: float | None) -> float | None:
-        if ex.deadline is None:
-            return seconds
-        remaining = ex.deadline - ex.loop.time()
-        if remaining <= 0:
-            raise TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed")
-        return remaining if seconds is None or remaining < seconds else seconds
+    @staticmethod
+    def _bound(ex: _Exchange, seconds: float | None) -> float | None:
+        return bound(seconds, ex.deadline, ex.loop.time())
 
     async def _resolve(self, host: str, port: int, timeout: float | None):
         try:
@@ -346,12 +350,12 @@ class Client:
         self._connecting.add(task)
         try:
             connect_budget = self._bound(ex, ex.timeout.connect)
-            started = time.monotonic()
+            connect_deadline = None if connect_budget is None else ex.loop.time() + connect_budget
             rec.stamp("domain_lookup_start")
             addrs = await self._resolve(u.host, u.port, connect_budget)
             rec.stamp("domain_lookup_end")
-            if connect_budget is not None:
-                connect_budget = max(connect_budget - (time.monotonic() - started), 0.001)
+            if connect_deadline is not None:  # one budget for DNS, TCP and TLS together
+                connect_budget = max(connect_deadline - ex.loop.time(), 0.001)
             ctx = None
             if u.scheme == "https":
                 if self._ssl is None:
@@ -386,9 +390,7 @@ class Client:
             ex.conn = conn
             conn.deadline = ex.deadline
             try:
-                await conn.send_request(ex.rec, ex.method, ex.url.target.encode("ascii"),
-                                        self._request_headers(ex), ex.body,
-                                        self._bound(ex, ex.timeout.write))
+                await conn.send_request(ex.rec, self._request(ex), ex.body, self._bound(ex, ex.timeout.write))
                 head = await conn.receive_head(ex.rec, ex.timeout.read)
             except (ConnectionReset, ProtocolError):
                 # No retry once close() ran: the connection died because we closed it.
@@ -410,13 +412,14 @@ class Client:
         hops = 0
         while True:
             head = await self._hop(ex)
-            ex.tao.on_response(ex.url.origin, head.values("timing-allow-origin"))
+            fields = head.headers
+            ex.tao.on_response(ex.url.origin, fields.get_all("timing-allow-origin"))
             location = None
             if self.follow_redirects and head.status in REDIRECT_STATUSES:
-                values = head.values("location")
+                values = fields.get_all("location")
                 location = values[0] if values else None
             if location is None:
-                encoding = ", ".join(head.values("content-encoding"))
+                encoding = fields.get("content-encoding", "")
                 decoder = Decoder(encoding, self.limits.max_decompressed_bytes,
                                   self.limits.max_decompression_ratio)
                 return head, decoder
@@ -476,10 +479,8 @@ class Client:
         """Record the successful entry and give the connection back."""
         conn = ex.conn
         rec = ex.rec
-        if complete:
-            rec.set("response_end", conn.last_ns or 0)
-            if not rec.get("response_end"):
-                rec.stamp("response_end")
+        if complete and conn.last_ns:
+            rec.set("response_end", conn.last_ns)
         else:
             rec.stamp("response_end")
         sent = ex.sent + conn.bytes_sent
@@ -487,7 +488,7 @@ class Client:
         reusable = complete and conn.finish_cycle()
         self._pool.release(conn, reusable)
         ex.conn = None
-        get = head.get
+        get = head.headers.get
         protocol = conn.stream.alpn or ("http/1.0" if head.http_version == "HTTP/1.0" else "http/1.1")
         ex.finished = True
         return rec.finish(
@@ -520,7 +521,7 @@ class Client:
             return exc
         err = _translate(exc)
         if isinstance(err, RTTimeoutError) and not isinstance(err, TotalTimeout) and ex.deadline is not None \
-                and asyncio.get_running_loop().time() >= ex.deadline - 0.002:
+                and ex.loop.time() >= ex.deadline - 0.002:
             err = TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed")
         if isinstance(err, asyncio.CancelledError):
             kind, message = "cancelled", "the fetch was cancelled"
@@ -543,14 +544,10 @@ def _translate(exc: BaseException) -> BaseException:
     """Foreign exceptions become restiming's; ours and cancellation pass through."""
     if isinstance(exc, _OURS):
         return exc
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS error: {exc}")
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return ConnectionReset(f"connection reset: {exc}")
     if isinstance(exc, TimeoutError):
         return TotalTimeout(f"timed out: {exc}")
-    if isinstance(exc, OSError):
-        return ConnectionReset(f"connection error: {exc}")
+    if isinstance(exc, OSError):  # ssl.SSLError included
+        return translate_io(exc, "fetching")
     if isinstance(exc, h11.ProtocolError):
         return ProtocolError(f"HTTP protocol error: {exc}")
     return exc

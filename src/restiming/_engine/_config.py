@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-__all__ = ["Timeout", "Limits"]
+from restiming._exceptions import TotalTimeout
+
+__all__ = ["Timeout", "Limits", "bound"]
 
 
 def _seconds(value: object, what: str) -> float | None:
@@ -20,6 +22,17 @@ def _seconds(value: object, what: str) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{what} must be a positive finite number of seconds, got {value!r}")
     return float(value)
+
+
+def bound(seconds: float | None, deadline: float | None, now: float) -> float | None:
+    """``seconds`` shortened to what is left before ``deadline`` (loop time), the
+    fetch's total deadline; ``TotalTimeout`` once it has passed."""
+    if deadline is None:
+        return seconds
+    remaining = deadline - now
+    if remaining <= 0:
+        raise TotalTimeout("the fetch's total deadline passed")
+    return remaining if seconds is None or remaining < seconds else seconds
 
 
 @dataclass(frozen=True, slots=True)

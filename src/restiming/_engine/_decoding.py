@@ -44,14 +44,13 @@ def supported_encodings() -> tuple[str, ...]:
 
 class _Zlib:
     def __init__(self, coding: str) -> None:
-        self._gzip = coding in ("gzip", "x-gzip")
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
-        self._first = True
-        self._raw_fallback = not self._gzip
+        gzip = coding in ("gzip", "x-gzip")
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+        self._probe = not gzip  # "deflate": zlib-wrapped or raw, decided on the first bytes
 
     def feed(self, data: bytes):
-        if self._first and self._raw_fallback:
-            self._first = False
+        if self._probe:
+            self._probe = False
             try:
                 probe = zlib.decompressobj(zlib.MAX_WBITS)
                 probe.decompress(data[:2], 0)
@@ -73,10 +72,10 @@ class _Brotli:
         self._d = brotli.Decompressor()
 
     def feed(self, data: bytes):
-        # brotli exposes no output cap per call; the 64 KiB input slices bound each
-        # call's output by the format's maximum ratio per slice times the slice.
-        for i in range(0, len(data), 4096):
-            yield self._d.process(data[i : i + 4096])
+        # brotli exposes no output cap per call; 4 KiB input slices bound each call's
+        # output by the format's maximum ratio times the slice.
+        for i in range(0, len(data), _SLICE):
+            yield self._d.process(data[i : i + _SLICE])
 
     def flush(self) -> bytes:
         return b""
@@ -87,8 +86,8 @@ class _Zstd:
         self._d = zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes):
-        for i in range(0, len(data), 4096):
-            yield self._d.decompress(data[i : i + 4096])
+        for i in range(0, len(data), _SLICE):
+            yield self._d.decompress(data[i : i + _SLICE])
 
     def flush(self) -> bytes:
         return b""
@@ -113,7 +112,6 @@ class Decoder:
         stages = [_make(c) for c in reversed(codings)]
         # An unknown coding anywhere means we cannot decode: pass the bytes through.
         self._stages = [] if any(s is None for s in stages) else stages
-        self.decodes = bool(self._stages)
         self._max = max_bytes
         self._ratio = max_ratio
         self.encoded = 0

@@ -16,64 +16,25 @@ import time
 
 import h11
 
-from restiming._exceptions import ConnectionReset, HeaderTooLarge, ProtocolError, TotalTimeout
+from restiming._exceptions import ConnectionReset, HeaderTooLarge, ProtocolError
+
+from ._config import bound
+from ._models import Headers
 
 __all__ = ["HTTP11Connection", "ResponseHead"]
 
 _ids = itertools.count(1)
 _NOT_INTERIM = (100, 101)
-# A load generator sends the same request head over and over; building the h11 event
-# validates every header each time (about a third of the cost of sending). h11 events
-# are immutable, so the event built for one (method, target, headers) is reused.
-_EVENT_CACHE_SIZE = 256
-_EVENT_CACHE_MAX_BYTES = 4096
-_request_events: dict = {}
-
-
-def _request_event(method: bytes, target: bytes, headers: list) -> h11.Request:
-    key = (method, target, *headers)
-    try:
-        return _request_events[key]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable header pair: build the event, keep nothing
-        return h11.Request(method=method, target=target, headers=headers)
-    event = h11.Request(method=method, target=target, headers=headers)
-    if len(target) + sum(len(n) + len(v) for n, v in headers) <= _EVENT_CACHE_MAX_BYTES:
-        if len(_request_events) >= _EVENT_CACHE_SIZE:
-            _request_events.clear()
-        _request_events[key] = event
-    return event
 
 
 class ResponseHead:
-    __slots__ = ("status", "reason", "headers", "http_version", "_index")
+    __slots__ = ("status", "reason", "headers", "http_version")
 
-    def __init__(self, status: int, reason: str, headers: list, http_version: str) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers, http_version: str) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.http_version = http_version
-        self._index: dict[str, list[str]] | None = None
-
-    def values(self, name: str) -> list[str]:
-        """The values of the fields named ``name`` (lower case), in wire order. The
-        engine asks for several fields per response: one pass builds an index."""
-        index = self._index
-        if index is None:
-            index = self._index = {}
-            for n, v in self.headers:
-                key = n.lower()
-                if key in index:
-                    index[key].append(v)
-                else:
-                    index[key] = [v]
-        return list(index.get(name, ()))
-
-    def get(self, name: str) -> str | None:
-        """As ``Headers.get``: the values combined with ", ", or ``None``."""
-        values = self.values(name)
-        return ", ".join(values) if values else None
 
 
 class HTTP11Connection:
@@ -114,8 +75,7 @@ class HTTP11Connection:
         return self.protocol.bytes_in - self._bytes_in_mark
 
     # --------------------------------------------------------------- request
-    async def send_request(self, rec, method: bytes, target: bytes, headers: list, body: bytes,
-                           write_timeout: float | None) -> None:
+    async def send_request(self, rec, request: h11.Request, body: bytes, write_timeout: float | None) -> None:
         self.requests += 1
         self.response_started = False
         self.bytes_sent = 0
@@ -123,7 +83,7 @@ class HTTP11Connection:
         self._start_ns = 0
         self._fed = 0
         try:
-            head = self.h11.send(_request_event(method, target, headers))
+            head = self.h11.send(request)
             tail = self.h11.send(h11.Data(data=body)) if body else b""
             tail += self.h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
@@ -149,13 +109,7 @@ class HTTP11Connection:
                 raise ProtocolError(f"malformed response: {exc}") from exc
             if event is not h11.NEED_DATA:
                 return event
-            timeout = read_timeout
-            if self.deadline is not None:
-                remaining = self.deadline - self.protocol._loop.time()
-                if remaining <= 0:
-                    raise TotalTimeout("the fetch's total deadline passed")
-                if timeout is None or remaining < timeout:
-                    timeout = remaining
+            timeout = bound(read_timeout, self.deadline, self.protocol.loop.time())
             ns, data = await self.protocol.read(timeout)
             if data:
                 self.response_started = True
@@ -208,7 +162,7 @@ class HTTP11Connection:
                 start = self._start_ns
                 self._check_head(self._head_done())
                 rec.set("final_response_headers_start", start)
-                headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()]
+                headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()])
                 return ResponseHead(event.status_code, event.reason.decode("latin-1"), headers,
                                     "HTTP/" + event.http_version.decode("ascii"))
             if isinstance(event, h11.ConnectionClosed):

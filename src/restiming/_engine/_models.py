@@ -8,12 +8,16 @@ __all__ = ["Headers", "Response", "StreamResponse"]
 
 
 class Headers:
-    """Response header fields in wire order; lookups are case-insensitive."""
+    """Response header fields in wire order; lookups are case-insensitive.
 
-    __slots__ = ("_items",)
+    The engine asks each response for several fields: the first lookup builds a
+    lower-case index in one pass, later ones are dictionary hits."""
+
+    __slots__ = ("_items", "_index")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._items = items
+        self._index: dict[str, list[str]] | None = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """All fields named ``name`` combined with ", " (RFC 9110), or ``default``."""
@@ -21,8 +25,12 @@ class Headers:
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
-        key = name.lower()
-        return [v for n, v in self._items if n.lower() == key]
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for n, v in self._items:
+                index.setdefault(n.lower(), []).append(v)
+        return list(index.get(name.lower(), ()))
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)

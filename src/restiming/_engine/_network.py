@@ -27,7 +27,7 @@ from restiming._exceptions import (
     WriteTimeout,
 )
 
-__all__ = ["StreamProtocol", "open_stream", "format_address"]
+__all__ = ["StreamProtocol", "open_stream", "format_address", "translate_io"]
 
 _now = lib.rt_now_ns
 _EOF = b""
@@ -41,17 +41,16 @@ def format_address(sockaddr: tuple) -> str:
 class StreamProtocol(asyncio.Protocol):
     """Buffers (arrival_ns, bytes) chunks; one reader and one writer at a time."""
 
-    __slots__ = ("transport", "_loop", "_chunks", "_waiter", "_eof", "_exc", "_paused",
-                 "_drain_waiter", "bytes_in", "closed")
+    __slots__ = ("transport", "loop", "_chunks", "_waiter", "_eof", "_exc", "_drain_waiter",
+                 "bytes_in", "closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self._chunks: collections.deque = collections.deque()
         self._waiter: asyncio.Future | None = None
         self._eof = False
         self._exc: BaseException | None = None
-        self._paused = False
         self._drain_waiter: asyncio.Future | None = None
         self.bytes_in = 0
         self.closed = False
@@ -83,10 +82,9 @@ class StreamProtocol(asyncio.Protocol):
             d.set_result(None)
 
     def pause_writing(self) -> None:
-        self._paused = True
+        pass  # drain() watches the buffer size; resume_writing() wakes it
 
     def resume_writing(self) -> None:
-        self._paused = False
         d = self._drain_waiter
         if d is not None and not d.done():
             d.set_result(None)
@@ -107,9 +105,9 @@ class StreamProtocol(asyncio.Protocol):
     async def _wait(self, slot: str, timeout: float | None) -> bool:
         """Park a future in ``slot`` until a callback resolves it; False on timeout.
         A timer handle, not ``asyncio.timeout``: no task, no cancellation to undo."""
-        fut = self._loop.create_future()
+        fut = self.loop.create_future()
         setattr(self, slot, fut)
-        handle = self._loop.call_later(timeout, _expire, fut) if timeout is not None else None
+        handle = self.loop.call_later(timeout, _expire, fut) if timeout is not None else None
         try:
             await fut
         finally:
@@ -124,14 +122,14 @@ class StreamProtocol(asyncio.Protocol):
             return self._chunks.popleft()
         if self._eof:
             if self._exc is not None:
-                raise _translate_io(self._exc, "reading the response")
+                raise translate_io(self._exc, "reading the response")
             return _now(), _EOF
         if not await self._wait("_waiter", timeout):
             raise ReadTimeout(f"no response bytes for {timeout:g} s")
         if self._chunks:
             return self._chunks.popleft()
         if self._exc is not None:
-            raise _translate_io(self._exc, "reading the response")
+            raise translate_io(self._exc, "reading the response")
         return _now(), _EOF
 
     def write(self, data: bytes) -> None:
@@ -146,7 +144,7 @@ class StreamProtocol(asyncio.Protocol):
             if not await self._wait("_drain_waiter", timeout):
                 raise WriteTimeout(f"the request did not drain into the socket within {timeout:g} s")
         if self.closed and self._exc is not None:
-            raise _translate_io(self._exc, "sending the request")
+            raise translate_io(self._exc, "sending the request")
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -167,7 +165,8 @@ def _expire(fut: asyncio.Future) -> None:
         fut.set_result(_TIMED_OUT)
 
 
-def _translate_io(exc: BaseException, doing: str):
+def translate_io(exc: BaseException, doing: str):
+    """An OSError or ssl.SSLError as restiming's TLSError or ConnectionReset."""
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS error while {doing}: {exc}")
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
@@ -237,8 +236,6 @@ async def open_stream(rec, addrs, host: str, ssl_context: ssl.SSLContext | None,
                 raise ConnectTimeout(f"TLS handshake with {host} took over {timeout:g} s") from exc
             except ssl.SSLError as exc:
                 raise TLSError(f"TLS handshake with {host} failed: {exc.reason or exc}") from exc
-            except ssl.CertificateError as exc:  # pragma: no cover - a subclass of SSLError on 3.7+
-                raise TLSError(f"certificate of {host} rejected: {exc}") from exc
             except OSError as exc:
                 kind = TLSError if ssl_context is not None else ConnectError
                 raise kind(f"connection to {host} failed while starting: {exc}") from exc

@@ -37,18 +37,15 @@ class Pool:
     def open_connections(self) -> int:
         return self._total
 
-    def idle_count(self) -> int:
-        return sum(len(v) for v in self._idle.values())
-
     def take_idle(self, origin: tuple):
         """A usable idle connection for ``origin`` without waiting, or ``None``
         (the common keep-alive case, without a coroutine)."""
-        idle = self._idle.get(origin)
-        if not idle or self.closed:
+        if self.closed:
             return None
         now = time.monotonic()
         if now - self._last_sweep > _SWEEP_INTERVAL:
-            return None  # let acquire() sweep
+            self._sweep(now)
+        idle = self._idle.get(origin)
         expiry = self._limits.keepalive_expiry
         while idle:
             conn = idle.pop()
@@ -64,15 +61,9 @@ class Pool:
         while True:
             if self.closed:
                 raise ClientClosed("this Client was closed")
-            now = time.monotonic()
-            if now - self._last_sweep > _SWEEP_INTERVAL:
-                self._sweep(now)
-            idle = self._idle.get(origin) if allow_idle else None
-            while idle:
-                conn = idle.pop()
-                if conn.is_idle_usable(limits.keepalive_expiry, now):
-                    return conn
-                self._discard(conn)
+            conn = self.take_idle(origin) if allow_idle else None
+            if conn is not None:
+                return conn
             if self._total < limits.max_connections and \
                     self._per_origin[origin] < limits.max_connections_per_origin:
                 self._total += 1

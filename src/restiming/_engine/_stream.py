@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._client import _OURS, Client, _Exchange
 from ._decoding import Decoder
-from ._models import Headers, StreamResponse
+from ._models import StreamResponse
 
 __all__ = ["StreamContext"]
 
@@ -102,7 +102,7 @@ class StreamContext:
         except BaseException as exc:
             raise client._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
         body = _StreamBody(client, ex, head, decoder)
-        self._response = StreamResponse(head.status, head.reason, Headers(head.headers), ex.url.href,
+        self._response = StreamResponse(head.status, head.reason, head.headers, ex.url.href,
                                         head.http_version, body)
         return self._response
 
