@@ -14,6 +14,7 @@ __all__ = [
     "SharedTimelineError",
     "InvalidURL",
     "InvalidHeader",
+    "InvalidRequest",
     "FetchError",
     "DNSError",
     "ConnectError",
@@ -61,6 +62,12 @@ class InvalidURL(RestimingError, ValueError):
 
 class InvalidHeader(RestimingError, ValueError):
     """A request header name or value is malformed (CR, LF, NUL, bad token)."""
+
+
+class InvalidRequest(RestimingError, ValueError):
+    """A request the engine refuses to send: a method that is not a token, headers
+    whose framing contradicts itself (two Content-Lengths, a Transfer-Encoding other
+    than chunked), a bad argument. Raised before any socket; nothing is recorded."""
 
 
 class FetchError(RestimingError):

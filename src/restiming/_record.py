@@ -51,7 +51,7 @@ def _count(value: object, what: str, limit: int = _MAX_I64) -> int:
 class Recorder:
     """An entry being recorded. Not thread-safe: one fetch, one owner."""
 
-    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished", "_url_b")
+    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished", "_url_b", "stamps")
 
     def __init__(self, perf, name: str, initiator_type: str) -> None:
         self._perf = perf
@@ -63,6 +63,7 @@ class Recorder:
         ensure(_stamp(rec, _START), "stamping start_time")
         rec.stamp[_FETCH] = rec.stamp[_START]  # same stamp without a redirect
         self._rec = rec
+        self.stamps = rec.stamp  # indexable by SLOT; the engine writes C-clock ns here
 
     def stamp(self, phase: str) -> None:
         """Stamp ``phase`` now with the C clock (no Python round trip for the value)."""

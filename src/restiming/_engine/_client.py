@@ -1,12 +1,16 @@
-"""``restiming.Client``: fetches over the engine's own sockets, one entry per fetch.
+"""The client layer: ``restiming.Client``, one Resource Timing entry per fetch.
 
-A fetch is a chain of hops (redirects). Each hop acquires a pooled connection or
-opens one (stamping DNS, connect, TLS), sends the request and reads the response
-head through h11 (stamping request and response starts from chunk arrival
-times). Redirects follow Fetch's method and header rules; the Timing-Allow-Origin
-check runs on every response of the chain. Any failure records one opaque entry
-with the ``error`` kind and raises the typed exception; ``OSError``, ``ssl`` and
-``h11`` errors are translated at this boundary, never leaked.
+A fetch is one coroutine. It validates the whole request before any socket (the
+h11 request event and its bytes are built, and cached, here), takes an idle pooled
+connection without a coroutine in the common case (or waits for a slot and opens
+one, stamping DNS, connect and TLS), writes the request inline and awaits one
+wake-up from the connection's protocol callbacks: at the end of the response for
+``fetch()``, at the head for ``stream()`` and for a redirect it follows. Redirects
+follow Fetch's method and header rules and never wait for the redirect's body; the
+Timing-Allow-Origin check runs on every response of the chain. Every deadline is
+data swept by one timer per client (``_deadlines``). Any failure records one opaque
+entry with the ``error`` kind and raises the typed exception; ``OSError``, ``ssl``
+and ``h11`` errors are translated at this boundary with their cause kept.
 https://fetch.spec.whatwg.org/#http-redirect-fetch
 https://w3c.github.io/resource-timing/#sec-performanceresourcetiming
 """
@@ -21,32 +25,36 @@ import ssl
 
 import h11
 
+from restiming._binding import lib
 from restiming._exceptions import (
     ClientClosed,
     ConnectionReset,
     ConnectTimeout,
     DNSError,
     FetchError,
+    InvalidRequest,
     InvalidURL,
-    LimitExceeded,
+    PoolTimeout,
     ProtocolError,
     RedirectSchemeError,
     TooManyRedirects,
     TotalTimeout,
 )
-from restiming._exceptions import TimeoutError as RTTimeoutError
+from restiming._fields import SLOT
 from restiming._headers import normalize_headers, split_list
 from restiming._tao import TaoCheck
 from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
 
-from ._config import Limits, Timeout, bound
-from ._decoding import Decoder, supported_encodings
+from ._config import Limits, Timeout
+from ._deadlines import Sweep, TaskDeadline
+from ._decoding import Decoder, content_encoding_attribute, supported_encodings
 from ._dns import CachingResolver
-from ._http11 import HTTP11Connection
-from ._models import Response
-from ._network import open_stream, translate_io
+from ._http11 import DONE, HTTP11Connection
+from ._models import Headers, Response
+from ._network import open_connection, translate_io, warm_up
 from ._pool import Pool
+from ._stream import StreamContext
 
 __all__ = ["Client"]
 
@@ -58,13 +66,21 @@ _BODY_HEADERS = {b"content-encoding", b"content-language", b"content-location", 
                  b"content-length", b"transfer-encoding"}
 _CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 # Stamps that describe one hop's connection and exchange; a new hop or a retry resets them.
-HOP_STAMPS = ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end",
-              "secure_connection_start", "request_start", "request_end",
-              "first_interim_response_start", "final_response_headers_start", "response_end")
-_REDIRECT_BODY_LIMIT = 65536
+HOP_STAMPS = tuple(SLOT[s] for s in (
+    "domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
+    "request_start", "request_end", "first_interim_response_start", "final_response_headers_start",
+    "response_end"))
+_START, _FETCH = SLOT["start_time"], SLOT["fetch_start"]
+_REDIRECT_START, _REDIRECT_END = SLOT["redirect_start"], SLOT["redirect_end"]
+_DNS_START, _DNS_END = SLOT["domain_lookup_start"], SLOT["domain_lookup_end"]
+_CONNECT_START, _CONNECT_END = SLOT["connect_start"], SLOT["connect_end"]
+_SECURE, _RESPONSE_END = SLOT["secure_connection_start"], SLOT["response_end"]
 # Raised as they are (no foreign cause to chain).
 _OURS = (FetchError, ClientClosed, asyncio.CancelledError)
 USER_AGENT = b"restiming/0.1"
+_now = lib.rt_now_ns
+_NS = 1_000_000_000
+_HTTP_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 # Load generators fetch the same few URLs again and again; parsing one costs more than
 # the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
 _URL_CACHE_SIZE = 256
@@ -122,21 +138,39 @@ def _essence_of(content_type: str | None) -> str:
 _essence_memo = functools.lru_cache(maxsize=256)(_essence_of)
 
 
-class _Exchange:
+def _field(fields: dict, name: bytes) -> str:
+    """A response field's values combined with ", " (RFC 9110), "" when absent."""
+    values = fields.get(name)
+    if not values:
+        return ""
+    if len(values) == 1:
+        return values[0].decode("latin-1")
+    return b", ".join(values).decode("latin-1")
+
+
+def _ns(seconds: float | None) -> int:
+    return 0 if seconds is None else int(seconds * _NS)
+
+
+class _Fetch:
     """State of one fetch across its hops."""
 
-    __slots__ = ("rec", "url", "method", "headers", "body", "timeout", "deadline", "conn", "reused",
-                 "tao", "sent", "received", "finished", "intended_start", "history", "loop")
+    __slots__ = ("rec", "stamps", "url", "origin", "https", "method", "headers", "body", "timeout", "ns",
+                 "total_due", "conn", "reused", "tao", "sent", "received", "finished", "intended_start",
+                 "history", "request", "head", "task")
 
-    def __init__(self, rec, url, method, headers, body, timeout, deadline, tao, intended_start, loop):
-        self.loop = loop
+    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head) -> None:
         self.rec = rec
+        self.stamps = rec.stamps
         self.url = url
+        self.origin = (url.scheme, url.host, url.port)
+        self.https = url.scheme == "https"
         self.method = method
         self.headers = headers
         self.body = body
         self.timeout = timeout
-        self.deadline = deadline
+        self.ns = ns  # (connect, read, write, pool, total) in ns, 0 = none
+        self.total_due = self.stamps[_START] + ns[4] if ns[4] else 0
         self.conn = None
         self.reused = False
         self.tao = tao
@@ -145,6 +179,9 @@ class _Exchange:
         self.finished = False
         self.intended_start = intended_start
         self.history: list[tuple[int, str]] = []  # (status, url) of each redirect followed
+        self.request = request  # the h11 event of the current hop, and its bytes
+        self.head = head
+        self.task = None
 
 
 class Client:
@@ -173,6 +210,7 @@ class Client:
         self.performance = performance
         self.origin = normalize_origin(origin) if origin is not None else performance.origin
         self.timeout = Timeout.coerce(timeout)
+        self._timeout_ns = self._to_ns(self.timeout)
         self.follow_redirects = bool(follow_redirects)
         self.max_redirects = max_redirects
         self.limits = limits
@@ -182,17 +220,22 @@ class Client:
             self._ssl = _ssl_context(verify)  # validate now: bad input fails at construction
         self._resolver = resolver if resolver is not None else CachingResolver()
         self._pool = Pool(limits)
+        self._sweep = Sweep()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_encoding = ", ".join(supported_encodings()).encode()
-        self._requests: dict[tuple, h11.Request] = {}  # see _request
+        self._requests: dict[tuple, tuple] = {}  # see _request
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
+        self._deliver = REDIRECT_STATUSES if self.follow_redirects else False
+        self._make_decoder = functools.partial(_decoder, limits)
         self._closed = False
-        # Tasks opening a connection: no pooled connection exists yet for close() to
-        # abort, so close() cancels them (as asyncio.timeout does) and they raise
-        # ClientClosed instead of waiting out their connect timeout.
+        # Tasks opening a connection or waiting for a slot: no pooled connection
+        # exists yet for close() to abort, so close() cancels them and they raise
+        # ClientClosed instead of waiting out their deadline.
         self._connecting: set = set()
         self._interrupted: set = set()
 
     async def __aenter__(self) -> "Client":
+        await self._adopt(asyncio.get_running_loop())
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -207,46 +250,66 @@ class Client:
                 self._interrupted.add(task)
                 task.cancel()
         self._connecting.clear()
+        self._sweep.close()
 
     @property
     def open_connections(self) -> int:
         return self._pool.open_connections
+
+    async def _adopt(self, loop) -> None:
+        """First use on ``loop``: pay the loop's one-time connect costs outside any
+        fetch, before anything is stamped."""
+        if self._loop is not loop:
+            await warm_up(loop)
+            self._loop = loop
+
+    @staticmethod
+    def _to_ns(t: Timeout) -> tuple:
+        return (_ns(t.connect), _ns(t.read), _ns(t.write), _ns(t.pool), _ns(t.total))
 
     # ---------------------------------------------------------------- public
     async def fetch(self, url: str, *, method: str = "GET", headers=None, body=None,
                     initiator_type: str = "fetch", timeout=None, intended_start: int | None = None) -> Response:
         """Fetch ``url`` and read the whole body. The entry is in the timeline before
         this returns or raises; ``response.entry`` is it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._adopt(loop)
         ex = self._begin(url, method, headers, body, initiator_type, timeout, intended_start)
         try:
-            head, decoder = await self._chain(ex)
-            conn = ex.conn
-            parts = []
-            limit = self.limits.max_body_bytes
-            while True:
-                chunk = await conn.read_body_chunk(ex.timeout.read)
-                if chunk is None:
-                    break
-                if decoder.encoded + len(chunk) > limit:
-                    raise LimitExceeded(f"response body exceeds max_body_bytes={limit}")
-                parts.extend(decoder.feed(chunk))
-            parts.extend(decoder.flush())
-            entry = self._finish(ex, head, decoder, complete=True)
-            return Response(head.status, head.reason, head.headers, b"".join(parts),
-                            ex.url.href, entry, head.http_version, ex.history)
+            conn = await self._run(ex, False)
+            head = conn.head
+            body = conn.body
+            if body is None:
+                body = b""
+            elif type(body) is not bytes:
+                body = bytes(body)
+            entry = self._finish(ex, conn, True)
+            return Response(head.status_code, head.reason.decode("latin-1"), Headers.from_h11(head.headers), body,
+                            ex.url.href, entry, _HTTP_VERSIONS.get(head.http_version) or
+                            "HTTP/" + head.http_version.decode("ascii"), ex.history)
         except BaseException as exc:
-            raise self._fail(ex, exc) from (None if isinstance(exc, _OURS) else exc)
+            err = self._fail(ex, exc)
+            if err is exc:
+                raise
+            raise err from exc
 
     def stream(self, url: str, *, method: str = "GET", headers=None, body=None,
                initiator_type: str = "fetch", timeout=None, intended_start: int | None = None):
         """``async with client.stream(url) as response``: the body as async chunks.
         The entry is recorded when the body ends or the stream closes."""
-        from ._stream import StreamContext
-
         return StreamContext(self, (url, method, headers, body, initiator_type, timeout, intended_start))
 
     # -------------------------------------------------------------- internals
-    def _begin(self, url, method, headers, body, initiator_type, timeout, intended_start) -> _Exchange:
+    async def _start_stream(self, args: tuple) -> _Fetch:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._adopt(loop)
+        return self._begin(*args)
+
+    def _begin(self, url, method, headers, body, initiator_type, timeout, intended_start) -> _Fetch:
+        """Validate everything the caller gave, then start the entry: a caller's
+        mistake raises here, before any socket, and records nothing."""
         if self._closed:
             raise ClientClosed("this Client was closed")
         u = self._urls.get(url) if type(url) is str else None
@@ -256,10 +319,12 @@ class Client:
                 if len(self._urls) >= _URL_CACHE_SIZE:
                     self._urls.clear()
                 self._urls[url] = u
-        if not isinstance(method, str) or not _TOKEN.match(method):
-            raise ValueError(f"method must be an HTTP token, got {method!r}")
-        m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
-        hdrs = normalize_headers(headers)
+        m = _NORMALIZED_METHODS.get(method) if type(method) is str else None
+        if m is None:
+            if not isinstance(method, str) or not _TOKEN.match(method):
+                raise InvalidRequest(f"method must be an HTTP token, got {method!r}")
+            m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
+        hdrs = normalize_headers(headers) if headers else []
         if body is None:
             data = b""
         elif isinstance(body, str):
@@ -268,39 +333,37 @@ class Client:
             data = bytes(body)
         else:
             raise TypeError(f"body must be bytes, str or None, not {type(body).__name__}")
-        t = self.timeout if timeout is None else Timeout.coerce(timeout)
-        loop = asyncio.get_running_loop()
+        if timeout is None:
+            t, ns = self.timeout, self._timeout_ns
+        else:
+            t = Timeout.coerce(timeout)
+            ns = self._to_ns(t)
+        if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
+                                           or intended_start < 0):
+            raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
+        request, head = self._request(u, m, hdrs, data)
         rec = self.performance.begin(url, initiator_type)
-        deadline = None if t.total is None else loop.time() + t.total
-        tao = TaoCheck(self.origin, u.origin)
-        return _Exchange(rec, u, m, hdrs, data, t, deadline, tao, intended_start, loop)
+        tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
+        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
 
-    def _request(self, ex: _Exchange) -> h11.Request:
-        """The h11 request event for this hop. A load generator sends the same head
-        over and over, and building the event validates every field each time, so
-        events (immutable) are kept per (target, authority, method, body length,
-        caller headers); heads over 4 KiB are not kept."""
-        u = ex.url
-        key = (u.target, u.authority, ex.method, len(ex.body), *ex.headers)
-        event = self._requests.get(key)
-        if event is None:
-            headers = self._request_headers(ex)
-            try:
-                event = h11.Request(method=ex.method, target=u.target.encode("ascii"), headers=headers)
-            except h11.LocalProtocolError as exc:
-                raise ProtocolError(f"cannot send this request: {exc}") from exc
-            if len(u.target) + sum(len(n) + len(v) for n, v in headers) <= _REQUEST_CACHE_MAX_BYTES:
-                if len(self._requests) >= _REQUEST_CACHE_SIZE:
-                    self._requests.clear()
-                self._requests[key] = event
-        return event
-
-    def _request_headers(self, ex: _Exchange) -> list:
-        names = {n.lower() for n, _ in ex.headers}
+    def _request(self, u, method: bytes, headers: list, body: bytes) -> tuple:
+        """The h11 request event of a hop and its serialized bytes. A load generator
+        sends the same head over and over and building the event validates every
+        field, so both are kept per (target, authority, method, body length, caller
+        headers); heads over 4 KiB are not kept. A request h11 refuses is the
+        caller's mistake (InvalidRequest), found before any socket."""
+        key = (u.target, u.authority, method, len(body), *headers)
+        cached = self._requests.get(key)
+        if cached is not None:
+            return cached
+        lower = [n.lower() for n, _ in headers]
+        if lower.count(b"host") > 1:
+            raise InvalidRequest("more than one Host header")
+        names = set(lower)
         out = []
         if b"host" not in names:
-            out.append((b"Host", ex.url.authority.encode("ascii")))
-        out.extend(ex.headers)
+            out.append((b"Host", u.authority.encode("ascii")))
+        out.extend(headers)
         if b"user-agent" not in names:
             out.append((b"User-Agent", USER_AGENT))
         if b"accept" not in names:
@@ -308,22 +371,211 @@ class Client:
         if b"accept-encoding" not in names:
             out.append((b"Accept-Encoding", self._accept_encoding))
         if b"content-length" not in names and b"transfer-encoding" not in names:
-            if ex.body or ex.method in (b"POST", b"PUT", b"PATCH"):
-                out.append((b"Content-Length", str(len(ex.body)).encode()))
-        return out
+            if body or method in (b"POST", b"PUT", b"PATCH"):
+                out.append((b"Content-Length", str(len(body)).encode()))
+        try:
+            event = h11.Request(method=method, target=u.target.encode("ascii"), headers=out)
+            head = h11.Connection(h11.CLIENT).send(event)
+        except h11.LocalProtocolError as exc:
+            raise InvalidRequest(f"cannot send this request: {exc}") from exc
+        result = (event, head)
+        if len(head) <= _REQUEST_CACHE_MAX_BYTES:
+            if len(self._requests) >= _REQUEST_CACHE_SIZE:
+                self._requests.clear()
+            self._requests[key] = result
+        return result
+
+    async def _run(self, ex: _Fetch, stream: bool) -> HTTP11Connection:
+        """Run hops until the final response: complete for ``fetch()``, its head for
+        ``stream()``. Returns the connection holding it."""
+        hops = 0
+        stamps = ex.stamps
+        while True:
+            conn = await self._exchange(ex, True if stream else self._deliver)
+            head = conn.head
+            if ex.tao is not None:
+                ex.tao.on_response(ex.url.origin, [v.decode("latin-1") for v in conn.fields.get(b"timing-allow-origin", ())])
+            if not conn.deliver_head or stream and not (self.follow_redirects and head.status_code in REDIRECT_STATUSES):
+                return conn
+            location = conn.fields.get(b"location")
+            if not location:  # a redirect status without a Location is the final response
+                if not stream:
+                    conn.collect_rest()
+                    await self._wait_ready(conn)
+                return conn
+            location = location[0].decode("latin-1")
+            hops += 1
+            if hops > self.max_redirects:
+                raise TooManyRedirects(f"more than {self.max_redirects} redirects")
+            try:
+                target = resolve_location(ex.url, location)
+            except InvalidURL as exc:
+                raise ProtocolError(f"redirect with an invalid Location {location!r}: {exc}") from exc
+            scheme = target.split(":", 1)[0].lower()
+            if scheme not in ("http", "https"):
+                raise RedirectSchemeError(f"redirect to a non-http(s) URL: {target[:200]!r}")
+            try:
+                new_url = parse_url(target)
+            except InvalidURL as exc:
+                raise ProtocolError(f"redirect with an invalid Location {location!r}: {exc}") from exc
+            ex.history.append((head.status_code, ex.url.href))
+            # redirectEnd: the redirect's head has arrived; its body is never waited
+            # for (SPEC §3): the connection is reused only if the body is complete.
+            redirect_end = conn.end_ns if conn.state is DONE else conn.head_end
+            self._release(ex, conn, conn.state is DONE)
+            stamps[_REDIRECT_END] = redirect_end
+            stamps[_REDIRECT_START] = stamps[_START]
+            self._redirect_request(ex, head.status_code, new_url)
+            if ex.tao is not None:
+                ex.tao.on_redirect(ex.url.origin, new_url.origin)
+            ex.url = new_url
+            ex.origin = (new_url.scheme, new_url.host, new_url.port)
+            ex.https = new_url.scheme == "https"
+            try:
+                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body)
+            except InvalidRequest as exc:
+                raise ProtocolError(f"cannot follow the redirect: {exc}") from exc
+            for slot in HOP_STAMPS:
+                stamps[slot] = 0
+            stamps[_FETCH] = max(_now(), redirect_end)
 
     @staticmethod
-    def _bound(ex: _Exchange, seconds: float | None) -> float | None:
-        return bound(seconds, ex.deadline, ex.loop.time())
+    async def _wait_ready(conn: HTTP11Connection) -> None:
+        while not conn.ready:
+            if conn.error is not None:
+                raise conn.error
+            await conn.wait()
+        if conn.error is not None and not conn.deliver_head:
+            raise conn.error
 
-    async def _resolve(self, host: str, port: int, timeout: float | None):
-        try:
-            async with asyncio.timeout(timeout):
-                addrs = await self._resolver.resolve(host, port)
-        except TimeoutError as exc:
-            if isinstance(exc, FetchError):
+    async def _exchange(self, ex: _Fetch, deliver) -> HTTP11Connection:
+        """One request on a pooled or new connection until the response is ready,
+        retrying an idempotent request once when a reused connection proves dead."""
+        retried = False
+        stamps = ex.stamps
+        ns = ex.ns
+        while True:
+            conn = None if retried else self._pool.take_idle(ex.origin)
+            if conn is not None:
+                fetch = stamps[_FETCH]
+                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
+                stamps[_SECURE] = fetch if ex.https else 0
+                ex.reused = True
+            else:
+                conn = await self._connection(ex, not retried)
+            ex.conn = conn
+            try:
+                if conn.start(stamps, ex.request, ex.head, ex.body, deliver, ns[1], ex.total_due,
+                              self.limits.max_body_bytes):
+                    await conn.drain(ns[2])
+                while not conn.ready:
+                    if conn.error is not None:
+                        raise conn.error
+                    await conn.wait()
+                if conn.error is not None and not conn.deliver_head:
+                    raise conn.error
+            except (ConnectionReset, ProtocolError):
+                # No retry once close() ran: the connection died because we closed it.
+                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
+                        and not self._closed:
+                    ex.sent += conn.bytes_out
+                    ex.received += conn.bytes_in
+                    conn.broken = True
+                    self._pool.release(conn, conn.finish_cycle())
+                    ex.conn = None
+                    for slot in HOP_STAMPS:
+                        stamps[slot] = 0
+                    retried = True
+                    continue
                 raise
-            raise ConnectTimeout(f"resolving {host!r} took over {timeout:g} s") from exc
+            return conn
+
+    async def _connection(self, ex: _Fetch, allow_idle: bool) -> HTTP11Connection:
+        """Wait for a pool slot (or an idle connection) and open a new connection,
+        each wait bounded by a deadline on this task."""
+        loop = self._loop
+        task = asyncio.current_task()
+        ns = ex.ns
+        cancelling = task.cancelling()
+        self._connecting.add(task)
+        try:
+            pool_due = _due(_now(), ns[3], ex.total_due)
+            conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task, pool_due, ex,
+                                       lambda: PoolTimeout(
+                                           f"no connection slot within {ex.timeout.pool:g} s "
+                                           f"(max_connections={self.limits.max_connections}, "
+                                           f"max_connections_per_origin={self.limits.max_connections_per_origin})"))
+            if self._closed:
+                if conn is not None:
+                    self._pool.release(conn, False)
+                raise ClientClosed("this Client was closed")
+            stamps = ex.stamps
+            if conn is not None:  # an idle connection came back while we waited
+                fetch = stamps[_FETCH]
+                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
+                stamps[_SECURE] = fetch if ex.https else 0
+                ex.reused = True
+                return conn
+            ex.reused = False
+            u = ex.url
+            ctx = None
+            if ex.https:
+                if self._ssl is None:
+                    self._ssl = _ssl_context(self._verify)
+                ctx = self._ssl
+            conn = HTTP11Connection(loop, ex.origin, self.limits.max_header_bytes, self._sweep,
+                                    self._make_decoder)
+            try:
+                stamps[_DNS_START] = now = _now()
+                connect_due = _due(now, ns[0], ex.total_due)
+                await self._bounded(self._open(conn, stamps, u, ctx), task, connect_due, ex,
+                                    lambda: ConnectTimeout(
+                                        f"connecting to {u.host} took over {ex.timeout.connect:g} s"))
+            except BaseException:
+                conn.close()
+                self._pool.cancel_reservation(ex.origin)
+                raise
+        except asyncio.CancelledError:
+            if task in self._interrupted:
+                self._interrupted.discard(task)
+                if task.uncancel() <= cancelling:  # only close() cancelled us
+                    raise ClientClosed("this Client was closed") from None
+            raise
+        finally:
+            self._connecting.discard(task)
+        self._pool.opened(conn)
+        if self._closed:
+            self._pool.release(conn, False)
+            raise ClientClosed("this Client was closed")
+        return conn
+
+    async def _open(self, conn, stamps, u, ctx) -> None:
+        addrs = await self._resolve(u.host, u.port)
+        stamps[_DNS_END] = _now()
+        await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+
+    async def _bounded(self, coro, task, due: int, ex: _Fetch, timeout_error):
+        """Await ``coro`` with the sweep cancelling it at ``due`` (ns, 0 = never):
+        the timeout is ``timeout_error()``, or TotalTimeout when the fetch's total
+        deadline is what passed."""
+        if not due:
+            return await coro
+        deadline = TaskDeadline(task, due)
+        self._sweep.watch(deadline, due, self._loop)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if deadline.settle():
+                if ex.total_due and due >= ex.total_due:
+                    raise TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed") from None
+                raise timeout_error() from None
+            raise
+        finally:
+            self._sweep.unwatch(deadline)
+
+    async def _resolve(self, host: str, port: int):
+        try:
+            addrs = await self._resolver.resolve(host, port)
         except (FetchError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -332,140 +584,8 @@ class Client:
             raise DNSError(f"resolver returned no usable addresses for {host!r}: {addrs!r}")
         return addrs
 
-    async def _connection(self, ex: _Exchange, allow_idle: bool) -> HTTP11Connection:
-        u, rec = ex.url, ex.rec
-        origin = (u.scheme, u.host, u.port)
-        conn = self._pool.take_idle(origin) if allow_idle else None
-        if conn is None:
-            conn = await self._pool.acquire(origin, self._bound(ex, ex.timeout.pool), allow_idle)
-        if self._closed:
-            raise ClientClosed("this Client was closed")
-        if conn is not None:
-            rec.mark_reused(u.scheme == "https")
-            ex.reused = True
-            return conn
-        ex.reused = False
-        task = asyncio.current_task()
-        cancelling = task.cancelling()
-        self._connecting.add(task)
-        try:
-            connect_budget = self._bound(ex, ex.timeout.connect)
-            connect_deadline = None if connect_budget is None else ex.loop.time() + connect_budget
-            rec.stamp("domain_lookup_start")
-            addrs = await self._resolve(u.host, u.port, connect_budget)
-            rec.stamp("domain_lookup_end")
-            if connect_deadline is not None:  # one budget for DNS, TCP and TLS together
-                connect_budget = max(connect_deadline - ex.loop.time(), 0.001)
-            ctx = None
-            if u.scheme == "https":
-                if self._ssl is None:
-                    self._ssl = _ssl_context(self._verify)
-                ctx = self._ssl
-            stream = await open_stream(rec, addrs, u.host, ctx, connect_budget)
-        except asyncio.CancelledError:
-            self._pool.cancel_reservation(origin)
-            if task in self._interrupted:
-                self._interrupted.discard(task)
-                if task.uncancel() <= cancelling:  # only close() cancelled us
-                    raise ClientClosed("this Client was closed") from None
-            raise
-        except BaseException:
-            self._pool.cancel_reservation(origin)
-            raise
-        finally:
-            self._connecting.discard(task)
-        conn = HTTP11Connection(origin, stream, self.limits.max_header_bytes)
-        self._pool.opened(conn)
-        if self._closed:
-            self._pool.release(conn, False)
-            raise ClientClosed("this Client was closed")
-        return conn
-
-    async def _hop(self, ex: _Exchange):
-        """One request/response head on a pooled or new connection, with the retry
-        of an idempotent request once when a reused connection proves dead."""
-        retried = False
-        while True:
-            conn = await self._connection(ex, allow_idle=not retried)
-            ex.conn = conn
-            conn.deadline = ex.deadline
-            try:
-                await conn.send_request(ex.rec, self._request(ex), ex.body, self._bound(ex, ex.timeout.write))
-                head = await conn.receive_head(ex.rec, ex.timeout.read)
-            except (ConnectionReset, ProtocolError):
-                # No retry once close() ran: the connection died because we closed it.
-                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
-                        and not self._closed:
-                    ex.sent += conn.bytes_sent
-                    ex.received += conn.bytes_received
-                    self._pool.release(conn, False)
-                    ex.conn = None
-                    ex.rec.clear(*HOP_STAMPS)
-                    retried = True
-                    continue
-                raise
-            return head
-
-    async def _chain(self, ex: _Exchange):
-        """Run hops until a final response head; returns (head, decoder)."""
-        rec = ex.rec
-        hops = 0
-        while True:
-            head = await self._hop(ex)
-            fields = head.headers
-            ex.tao.on_response(ex.url.origin, fields.get_all("timing-allow-origin"))
-            location = None
-            if self.follow_redirects and head.status in REDIRECT_STATUSES:
-                values = fields.get_all("location")
-                location = values[0] if values else None
-            if location is None:
-                encoding = fields.get("content-encoding", "")
-                decoder = Decoder(encoding, self.limits.max_decompressed_bytes,
-                                  self.limits.max_decompression_ratio)
-                return head, decoder
-            hops += 1
-            if hops > self.max_redirects:
-                raise TooManyRedirects(f"more than {self.max_redirects} redirects")
-            try:
-                target = resolve_location(ex.url, location)
-            except InvalidURL as exc:
-                raise ProtocolError(f"redirect with an invalid Location {location!r}: {exc}") from None
-            scheme = target.split(":", 1)[0].lower()
-            if scheme not in ("http", "https"):
-                raise RedirectSchemeError(f"redirect to a non-http(s) URL: {target[:200]!r}")
-            try:
-                new_url = parse_url(target)
-            except InvalidURL as exc:
-                raise ProtocolError(f"redirect with an invalid Location {location!r}: {exc}") from None
-            ex.history.append((head.status, ex.url.href))
-            await self._discard_body(ex)
-            rec.stamp("redirect_end")
-            rec.copy("redirect_start", "start_time")
-            self._redirect_request(ex, head.status, new_url)
-            ex.tao.on_redirect(ex.url.origin, new_url.origin)
-            ex.url = new_url
-            rec.clear(*HOP_STAMPS)
-            rec.stamp("fetch_start")
-
-    async def _discard_body(self, ex: _Exchange) -> None:
-        """Read a redirect's body to reuse its connection; a large one closes it."""
-        conn = ex.conn
-        total = 0
-        while True:
-            chunk = await conn.read_body_chunk(ex.timeout.read)
-            if chunk is None:
-                break
-            total += len(chunk)
-            if total > _REDIRECT_BODY_LIMIT:
-                conn.broken = True
-                break
-        ex.sent += conn.bytes_sent
-        ex.received += conn.bytes_received
-        self._pool.release(conn, conn.finish_cycle())
-        ex.conn = None
-
     @staticmethod
-    def _redirect_request(ex: _Exchange, status: int, new_url) -> None:
+    def _redirect_request(ex: _Fetch, status: int, new_url) -> None:
         """Fetch's HTTP-redirect fetch: method and header rewriting."""
         if (status in (301, 302) and ex.method == b"POST") or (status == 303 and ex.method not in (b"GET", b"HEAD")):
             ex.method = b"GET"
@@ -475,54 +595,52 @@ class Client:
             ex.headers = [(n, v) for n, v in ex.headers
                           if n.lower() not in _CREDENTIAL_HEADERS and n.lower() != b"host"]
 
-    def _finish(self, ex: _Exchange, head, decoder: Decoder, *, complete: bool):
-        """Record the successful entry and give the connection back."""
-        conn = ex.conn
-        rec = ex.rec
-        if complete and conn.last_ns:
-            rec.set("response_end", conn.last_ns)
-        else:
-            rec.stamp("response_end")
-        sent = ex.sent + conn.bytes_sent
-        received = ex.received + conn.bytes_received
-        reusable = complete and conn.finish_cycle()
-        self._pool.release(conn, reusable)
+    def _release(self, ex: _Fetch, conn: HTTP11Connection, complete: bool) -> None:
+        ex.sent += conn.bytes_out
+        ex.received += conn.bytes_in
         ex.conn = None
-        get = head.headers.get
-        protocol = conn.stream.alpn or ("http/1.0" if head.http_version == "HTTP/1.0" else "http/1.1")
+        self._pool.release(conn, complete and conn.finish_cycle())
+
+    def _finish(self, ex: _Fetch, conn: HTTP11Connection, complete: bool, decoder=None):
+        """Record the successful entry and give the connection back."""
+        stamps = ex.stamps
+        stamps[_RESPONSE_END] = conn.end_ns if complete and conn.end_ns else _now()
+        head = conn.head
+        fields = conn.fields
+        encoded = conn.encoded
+        decoder = decoder if decoder is not None else conn.decoder
+        decoded = decoder.decoded if decoder is not None else encoded
+        protocol = conn.alpn or ("http/1.0" if head.http_version == b"1.0" else "http/1.1")
+        reused = ex.reused
+        self._release(ex, conn, complete)
         ex.finished = True
-        return rec.finish(
-            response_status=head.status,
-            encoded_body_size=decoder.encoded,
-            decoded_body_size=decoder.decoded,
+        return ex.rec.finish(
+            response_status=head.status_code,
+            encoded_body_size=encoded,
+            decoded_body_size=decoded,
             next_hop_protocol=protocol,
-            content_type=_essence(get("content-type")),
-            content_encoding=(get("content-encoding") or "").lower(),
-            server_timing=get("server-timing") or "",
+            content_type=_essence(_field(fields, b"content-type")) if b"content-type" in fields else "",
+            content_encoding=content_encoding_attribute(fields.get(b"content-encoding")),
+            server_timing=_field(fields, b"server-timing"),
             connection_id=conn.id,
-            connection_reused=ex.reused,
-            remote_address=conn.stream.remote_address,
-            tls_version=conn.stream.tls_version,
-            bytes_sent=sent,
-            bytes_received=received,
+            connection_reused=reused,
+            remote_address=conn.remote_address,
+            tls_version=conn.tls_version,
+            bytes_sent=ex.sent,
+            bytes_received=ex.received,
             intended_start=ex.intended_start,
-            timing_allow_passed=ex.tao.passed,
+            timing_allow_passed=ex.tao is None or ex.tao.passed,
         )
 
-    def _fail(self, ex: _Exchange, exc: BaseException) -> BaseException:
+    def _fail(self, ex: _Fetch, exc: BaseException) -> BaseException:
         """Record the network-error entry for ``exc`` and return what to raise."""
         conn = ex.conn
         if conn is not None:
-            ex.sent += conn.bytes_sent
-            ex.received += conn.bytes_received
-            self._pool.release(conn, False)
-            ex.conn = None
+            conn.broken = True
+            self._release(ex, conn, False)
         if ex.finished:
             return exc
         err = _translate(exc)
-        if isinstance(err, RTTimeoutError) and not isinstance(err, TotalTimeout) and ex.deadline is not None \
-                and ex.loop.time() >= ex.deadline - 0.002:
-            err = TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed")
         if isinstance(err, asyncio.CancelledError):
             kind, message = "cancelled", "the fetch was cancelled"
         elif isinstance(err, ClientClosed):  # close() while this fetch was in flight
@@ -538,6 +656,18 @@ class Client:
             err.url = ex.rec.name
             err.entry = entry
         return err
+
+
+def _due(now: int, ns: int, total_due: int) -> int:
+    """The earlier of ``now + ns`` (0: no such deadline) and the total deadline."""
+    due = now + ns if ns else 0
+    if total_due and (not due or total_due < due):
+        return total_due
+    return due
+
+
+def _decoder(limits: Limits, content_encoding: str) -> Decoder:
+    return Decoder(content_encoding, limits.max_decompressed_bytes, limits.max_decompression_ratio)
 
 
 def _translate(exc: BaseException) -> BaseException:

@@ -17,7 +17,7 @@ import zlib
 
 from restiming._exceptions import DecompressionLimit, ProtocolError
 
-__all__ = ["Decoder", "supported_encodings"]
+__all__ = ["Decoder", "supported_encodings", "content_encoding_attribute"]
 
 try:  # optional
     import brotli  # type: ignore
@@ -31,6 +31,10 @@ except ImportError:  # pragma: no cover
 _PIECE = 65536
 _SLICE = 4096
 _RATIO_FLOOR = 1 << 20
+
+
+_DECODED = frozenset(("gzip", "x-gzip", "deflate") + (("br",) if brotli is not None else ())
+                     + (("zstd",) if zstandard is not None else ()))
 
 
 def supported_encodings() -> tuple[str, ...]:
@@ -91,6 +95,22 @@ class _Zstd:
 
     def flush(self) -> bytes:
         return b""
+
+
+def content_encoding_attribute(values: list[bytes] | None) -> str:
+    """The entry's ``contentEncoding`` from the raw Content-Encoding field values
+    (SPEC §3, Fetch): "" without the field, "multiple" for more than one coding,
+    the lower-cased coding when restiming decodes it, "@unknown" otherwise."""
+    if not values:
+        return ""
+    codings = [c.strip(b" \t").lower() for v in values for c in v.split(b",")]
+    codings = [c for c in codings if c]
+    if not codings:
+        return ""
+    if len(codings) > 1:
+        return "multiple"
+    coding = codings[0].decode("latin-1")
+    return coding if coding in _DECODED else "@unknown"
 
 
 def _make(coding: str):

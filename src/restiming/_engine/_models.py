@@ -13,11 +13,26 @@ class Headers:
     The engine asks each response for several fields: the first lookup builds a
     lower-case index in one pass, later ones are dictionary hits."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_fields", "_index")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
+        self._fields = items
         self._index: dict[str, list[str]] | None = None
+
+    @classmethod
+    def from_h11(cls, fields) -> "Headers":
+        """Wrap h11's header list as is; names and values are decoded on first use."""
+        self = cls.__new__(cls)
+        self._fields = fields
+        self._index = None
+        return self
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        fields = self._fields
+        if fields.__class__ is not list:
+            fields = self._fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields.raw_items()]
+        return fields
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """All fields named ``name`` combined with ", " (RFC 9110), or ``default``."""

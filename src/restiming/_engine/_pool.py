@@ -2,7 +2,7 @@
 
 ``acquire`` gives back an idle connection (most recently used first, since it is
 the likeliest to still be open) or reserves a slot for the caller to open a new
-one; when the limits are reached it waits (``pool`` timeout), evicting an idle
+one; when the limits are reached it waits (the client bounds the wait), evicting an idle
 connection of another origin if that frees the slot. Idle connections past
 ``keepalive_expiry`` or closed by the peer are discarded when met and by a sweep.
 """
@@ -13,7 +13,7 @@ import asyncio
 import collections
 import time
 
-from restiming._exceptions import ClientClosed, PoolTimeout
+from restiming._exceptions import ClientClosed
 
 __all__ = ["Pool"]
 
@@ -54,10 +54,11 @@ class Pool:
             self._discard(conn)
         return None
 
-    async def acquire(self, origin: tuple, timeout: float | None, allow_idle: bool = True):
-        """An idle connection for ``origin``, or ``None`` with a slot reserved."""
+    async def acquire(self, origin: tuple, allow_idle: bool = True):
+        """An idle connection for ``origin``, or ``None`` with a slot reserved. Waits
+        while the limits are reached; the caller bounds the wait (a deadline on its
+        task, see ``_deadlines``)."""
         limits = self._limits
-        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.closed:
                 raise ClientClosed("this Client was closed")
@@ -71,24 +72,26 @@ class Pool:
                 return None
             if self._total >= limits.max_connections and self._evict_other(origin):
                 continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise PoolTimeout(f"no connection slot within {timeout:g} s "
-                                  f"(max_connections={limits.max_connections}, "
-                                  f"max_connections_per_origin={limits.max_connections_per_origin})")
             fut = asyncio.get_running_loop().create_future()
             entry = (origin, fut)
             self._waiters.append(entry)
             try:
-                async with asyncio.timeout(remaining):
-                    await fut
-            except TimeoutError:
-                pass  # loop around: the deadline check raises PoolTimeout
+                await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled() and fut.result():
+                    # Woken by a release, then cancelled before running: pass the
+                    # wake-up on, or the next waiter sleeps beside a free connection.
+                    self._remove(entry)
+                    self._wake(origin)
+                raise
             finally:
-                try:
-                    self._waiters.remove(entry)
-                except ValueError:
-                    pass
+                self._remove(entry)
+
+    def _remove(self, entry) -> None:
+        try:
+            self._waiters.remove(entry)
+        except ValueError:
+            pass
 
     def opened(self, conn) -> None:
         if self.closed:
@@ -98,7 +101,7 @@ class Pool:
 
     def release(self, conn, reusable: bool) -> None:
         """Give a connection back after an exchange."""
-        if reusable and not self.closed and not conn.protocol.closed:
+        if reusable and not self.closed and not conn.closed:
             self._idle.setdefault(conn.origin, []).append(conn)
             self._wake(conn.origin)
         else:
