@@ -36,6 +36,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # for ``tests.peers`` when run as a plain script
     sys.path.insert(0, str(_ROOT))
 
+import urllib.parse  # noqa: E402
+
+import h11  # noqa: E402
 import uvloop  # noqa: E402
 
 import restiming  # noqa: E402
@@ -46,7 +49,7 @@ __all__ = ["BenchNginx", "ClientBench", "Result", "Scenario", "SCENARIOS", "CLIE
 
 PATH = "/small.txt"
 #: Clients compared; "wrk" is the ceiling and runs as a subprocess.
-CLIENTS = ("restiming", "aiohttp", "aiohttp+trace", "httpx")
+CLIENTS = ("restiming", "h11-bare", "aiohttp", "aiohttp+trace", "httpx")
 BASELINE = "aiohttp"
 POOL_LIMIT = 100  # every client's connection limit (>= the highest concurrency)
 WRK_SECONDS = int(os.environ.get("RESTIMING_BENCH_WRK_SECONDS", "5"))
@@ -190,6 +193,14 @@ class ClientBench:
                 r = await fetch(url)
                 if r.status != 200 or len(r.body) != 1024:
                     raise AssertionError(f"restiming: unexpected response {r.status} {len(r.body)}")
+        elif self.kind == "h11-bare":
+            client = _BareH11(url, keepalive)
+            fetch = client.fetch
+
+            async def one() -> None:
+                status, body = await fetch()
+                if status != 200 or len(body) != 1024:
+                    raise AssertionError(f"h11-bare: unexpected response {status} {len(body)}")
         elif self.kind.startswith("aiohttp"):
             import aiohttp
 
@@ -224,7 +235,7 @@ class ClientBench:
         try:
             self.check()
             if self._client is not None:
-                if self.kind == "restiming":
+                if self.kind in ("restiming", "h11-bare"):
                     self.loop.run_until_complete(self._client.close())
                 elif self.kind.startswith("aiohttp"):
                     self.loop.run_until_complete(self._client.close())
@@ -298,6 +309,83 @@ class ClientBench:
         elapsed = clock() - start
         self._expected += requests
         return elapsed, lat
+
+
+class _BareProtocol(asyncio.Protocol):
+    """h11 driven from data_received, one Future per request: the design's floor."""
+
+    def __init__(self) -> None:
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.transport = None
+        self.waiter = None
+        self.status = 0
+        self.body = []
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.h11
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            t = type(event)
+            if t is h11.Data:
+                self.body.append(event.data)
+            elif t is h11.Response:
+                self.status = event.status_code
+            elif t is h11.EndOfMessage:
+                self.waiter.set_result(None)
+                return
+            elif event is h11.NEED_DATA:
+                return
+            else:
+                raise AssertionError(f"h11-bare: unexpected {event!r}")
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("lost"))
+
+
+class _BareH11:
+    """The floor of the design: h11 + asyncio.Protocol on uvloop, no timing, no pool
+    logic (an idle stack of connections), no timeouts, one Future per request."""
+
+    def __init__(self, url: str, keepalive: bool) -> None:
+        u = urllib.parse.urlsplit(url)
+        self.addr = (u.hostname, u.port)
+        self.keepalive = keepalive
+        headers = [("Host", u.netloc), ("User-Agent", "h11-bare"), ("Accept", "*/*")]
+        if not keepalive:
+            headers.append(("Connection", "close"))
+        self.request = h11.Request(method="GET", target=u.path or "/", headers=headers)
+        self.idle: list = []
+
+    async def fetch(self):
+        loop = asyncio.get_running_loop()
+        if self.idle:
+            p = self.idle.pop()
+        else:
+            _, p = await loop.create_connection(_BareProtocol, *self.addr)
+        conn = p.h11
+        p.body = []
+        p.waiter = loop.create_future()
+        p.transport.write(conn.send(self.request) + conn.send(h11.EndOfMessage()))
+        await p.waiter
+        body = b"".join(p.body)
+        if self.keepalive and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self.idle.append(p)
+        else:
+            p.transport.close()
+        return p.status, body
+
+    async def close(self) -> None:
+        for p in self.idle:
+            p.transport.close()
+        self.idle.clear()
 
 
 def _stamping_trace_config(sink: list):

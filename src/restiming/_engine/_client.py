@@ -277,7 +277,9 @@ class Client:
             await self._adopt(loop)
         ex = self._begin(url, method, headers, body, initiator_type, timeout, intended_start)
         try:
-            conn = await self._run(ex, False)
+            conn = await self._exchange(ex, self._deliver)
+            if conn.deliver_head or ex.tao is not None:
+                conn = await self._follow(ex, conn, False)
             head = conn.head
             body = conn.body
             if body is None:
@@ -385,13 +387,15 @@ class Client:
             self._requests[key] = result
         return result
 
-    async def _run(self, ex: _Fetch, stream: bool) -> HTTP11Connection:
-        """Run hops until the final response: complete for ``fetch()``, its head for
+    async def _follow(self, ex: _Fetch, conn: HTTP11Connection, stream: bool) -> HTTP11Connection:
+        """Given the first hop's response, run the Timing-Allow-Origin check and follow
+        redirects until the final response: complete for ``fetch()``, its head for
         ``stream()``. Returns the connection holding it."""
         hops = 0
         stamps = ex.stamps
         while True:
-            conn = await self._exchange(ex, True if stream else self._deliver)
+            if hops:
+                conn = await self._exchange(ex, True if stream else self._deliver)
             head = conn.head
             if ex.tao is not None:
                 ex.tao.on_response(ex.url.origin, [v.decode("latin-1") for v in conn.fields.get(b"timing-allow-origin", ())])

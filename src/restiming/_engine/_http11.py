@@ -440,10 +440,15 @@ class HTTP11Connection(asyncio.Protocol):
         if not pending:
             stamps[_REQUEST_END] = now
         self.reading = True
-        self.read_due = now + read_ns if read_ns else 0
-        due = self.due()
-        if due:
+        if read_ns:
+            due = self.read_due = now + read_ns
+            if total_due and total_due < due:
+                due = total_due
             self.sweep.watch(self, due, self.loop)
+        else:
+            self.read_due = 0
+            if total_due:
+                self.sweep.watch(self, total_due, self.loop)
         if self.early_ns:
             # Bytes that came before the request: their stamps are this moment, never
             # earlier than request_start (stamps are taken in a fixed order).

@@ -108,7 +108,7 @@ class StreamContext:
         client = self._client
         ex = await client._start_stream(self._args)
         try:
-            conn = await client._run(ex, True)
+            conn = await client._follow(ex, await client._exchange(ex, True), True)
         except BaseException as exc:
             err = client._fail(ex, exc)
             if err is exc:
