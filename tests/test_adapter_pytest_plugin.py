@@ -1,4 +1,4 @@
-"""The pytest plugin (``restiming.pytest_plugin``) through ``pytester``: sync and async
+"""The pytest plugin (``restiming_pytest``) through ``pytester``: sync and async
 tests, the failing-test waterfall, and the pytest-benchmark integration
 (``--benchmark-json`` with the extra_info percentiles, a failing fetch failing it)."""
 
@@ -17,9 +17,9 @@ pytest_plugins = ["pytester"]
 def _plugin_args() -> list[str]:
     # Once restiming is installed with its pytest11 entry point the plugin loads by
     # itself; before that (a source checkout) it is named explicitly.
-    installed = any(ep.value == "restiming.pytest_plugin"
+    installed = any(ep.value == "restiming_pytest"
                     for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "restiming.pytest_plugin"]
+    return [] if installed else ["-p", "restiming_pytest"]
 
 
 def run(pytester, *args):
@@ -136,7 +136,7 @@ def test_a_failed_fetch_fails_the_benchmark(pytester, server, free_port):
 
 def test_waterfall_renders_opaque_and_reused_entries():
     import restiming
-    from restiming.pytest_plugin import summarize, waterfall
+    from restiming_pytest import summarize, waterfall
 
     perf = restiming.Performance()
     rec = perf.begin("http://a.test/x")

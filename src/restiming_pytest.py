@@ -1,4 +1,4 @@
-"""pytest plugin (entry point ``pytest11: restiming``; ``pip install restiming[pytest]``).
+"""restiming's pytest plugin (entry point ``pytest11: restiming``; ``pip install restiming[pytest]``).
 
 Fixtures:
 
@@ -18,9 +18,11 @@ Fixtures:
   reused connection counts and failures into ``benchmark.extra_info["restiming"]``.
   A failed fetch fails the test unless ``allow_failures=True``.
 
-Strategy: pytest loads this module at startup whenever restiming is installed, so it
-imports nothing but pytest at module level; restiming itself, asyncio runners and
-pytest-benchmark are imported when a fixture is first used.
+Strategy: pytest imports this module at startup whenever restiming is installed, so it
+is a top-level module (importing ``restiming.anything`` would import restiming itself)
+and imports nothing but pytest at module level; restiming, asyncio and pytest-benchmark
+are imported when a fixture is first used. Load it explicitly with
+``-p restiming_pytest`` where the entry point is not installed.
 """
 
 from __future__ import annotations
