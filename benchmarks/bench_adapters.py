@@ -188,8 +188,8 @@ def _ratio_line(samples, name: str, baseline: str) -> str:
     ratios = [a / b for a, b in zip(samples[name], samples[baseline])]
     extra = [a - b for a, b in zip(samples[name], samples[baseline])]
     return (f"{name} / {baseline}: x{statistics.median(ratios):.2f} "
-            f"[{min(ratios):.2f}..{max(ratios):.2f}], +{statistics.median(extra):.1f} us/request "
-            f"[{min(extra):.1f}..{max(extra):.1f}]")
+            f"[{min(ratios):.2f}..{max(ratios):.2f}], {statistics.median(extra):+.1f} us/request "
+            f"[{min(extra):+.1f}..{max(extra):+.1f}]")
 
 
 def _environment() -> str:
