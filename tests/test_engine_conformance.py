@@ -407,3 +407,25 @@ def test_entries_are_buffered_at_once_and_observed_later(arun, scripted_server):
         assert seen == [ok.entry, failed]
 
     arun(main)
+
+
+def test_response_headers_are_built_lazily_in_wire_order(arun, scripted_server):
+    """The entry's fields come from one pass over h11's header list; the response's
+    ``Headers`` wraps that list and decodes it only when someone looks."""
+    fields = [("X-Two", "a"), ("content-type", "text/plain"), ("x-two", "b"), ("Server-Timing", "db;dur=5")]
+    server = scripted_server({"/": [Send(response(200, fields, b"hello"))]})
+
+    async def main():
+        perf = restiming.Performance()
+        async with make_client(perf) as client:
+            r = await client.fetch(server.url("/"))
+            assert type(r.headers._fields) is not list  # not decoded yet
+            assert r.entry.content_type == "text/plain" and r.entry.server_timing[0].duration == 5
+            assert r.headers["x-two"] == "a, b" and r.headers.get_all("X-TWO") == ["a", "b"]
+            assert [n for n, _ in r.headers.items() if n.lower() != "content-length"] == \
+                ["X-Two", "content-type", "x-two", "Server-Timing"]
+            async with client.stream(server.url("/")) as s:
+                assert s.headers.get("content-type") == "text/plain"
+                assert await s.aread() == b"hello"
+
+    arun(main)

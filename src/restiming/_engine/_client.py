@@ -157,7 +157,7 @@ class _Fetch:
 
     __slots__ = ("rec", "stamps", "url", "origin", "https", "method", "headers", "body", "timeout", "ns",
                  "total_due", "conn", "reused", "tao", "sent", "received", "finished", "intended_start",
-                 "history", "request", "head", "task")
+                 "history", "request", "head")
 
     def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head) -> None:
         self.rec = rec
@@ -181,7 +181,6 @@ class _Fetch:
         self.history: list[tuple[int, str]] = []  # (status, url) of each redirect followed
         self.request = request  # the h11 event of the current hop, and its bytes
         self.head = head
-        self.task = None
 
 
 class Client:

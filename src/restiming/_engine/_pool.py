@@ -102,8 +102,12 @@ class Pool:
     def release(self, conn, reusable: bool) -> None:
         """Give a connection back after an exchange."""
         if reusable and not self.closed and not conn.closed:
-            self._idle.setdefault(conn.origin, []).append(conn)
-            self._wake(conn.origin)
+            idle = self._idle.get(conn.origin)
+            if idle is None:
+                idle = self._idle[conn.origin] = []
+            idle.append(conn)
+            if self._waiters:
+                self._wake(conn.origin)
         else:
             self._discard(conn)
 
@@ -115,7 +119,8 @@ class Pool:
         self._per_origin[origin] -= 1
         if not self._per_origin[origin]:
             del self._per_origin[origin]
-        self._wake(origin)
+        if self._waiters:
+            self._wake(origin)
 
     def _discard(self, conn) -> None:
         conn.close()
