@@ -73,6 +73,9 @@ def _fail(url: object, why: str) -> InvalidURL:
     return InvalidURL(f"invalid URL {shown}: {why}")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_url(url: str) -> URL:
     """Parse and validate an absolute http(s) URL; raise :class:`InvalidURL` otherwise."""
     if not isinstance(url, str):
@@ -84,6 +87,9 @@ def parse_url(url: str) -> URL:
     bad = _CONTROL.search(url)
     if bad:
         raise _fail(url, f"control character or space {bad.group()!r} at index {bad.start()}")
+    bad = _SURROGATE.search(url)
+    if bad:
+        raise _fail(url, f"lone surrogate {bad.group()!r} at index {bad.start()} (not a Unicode character)")
     m = _SCHEME.match(url)
     if not m:
         raise _fail(url, "no scheme (expected http:// or https://)")

@@ -342,6 +342,8 @@ class Client:
         if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
                                            or intended_start < 0):
             raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
+        if initiator_type != "fetch":
+            _check_initiator(initiator_type)
         request, head = self._request(u, m, hdrs, data)
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
@@ -659,6 +661,15 @@ class Client:
             err.url = ex.rec.name
             err.entry = entry
         return err
+
+
+def _check_initiator(initiator_type) -> None:
+    if not isinstance(initiator_type, str) or not initiator_type:
+        raise InvalidRequest(f"initiator_type must be a non-empty str, got {initiator_type!r}")
+    try:
+        initiator_type.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"initiator_type must be valid Unicode text, got {initiator_type!r}") from None
 
 
 def _due(now: int, ns: int, total_due: int) -> int:

@@ -38,12 +38,14 @@ from restiming._fields import SLOT
 
 from ._network import translate_io
 
-__all__ = ["HTTP11Connection", "HIGH_WATER", "LOW_WATER"]
+__all__ = ["HTTP11Connection", "HIGH_WATER", "LOW_WATER", "COALESCE"]
 
 #: Unread bytes of a streamed body at which the connection stops reading the socket.
 HIGH_WATER = 1 << 20
 #: ... and below which it reads again.
 LOW_WATER = 1 << 18
+#: Buffered chunks smaller than this are merged with the next one.
+COALESCE = 1 << 14
 
 _now = lib.rt_now_ns
 _ids = itertools.count(1)
@@ -218,6 +220,13 @@ class HTTP11Connection(asyncio.Protocol):
                 if self.error is not None:
                     return
             elif kind is _EndOfMessage:
+                if self.decoder is not None and self.collect:
+                    try:
+                        for piece in self.decoder.flush():
+                            self.body += piece
+                    except RestimingError as exc:
+                        self._fail(exc)
+                        return
                 self.state = DONE
                 self.end_ns = now
                 self.reading = False
@@ -304,6 +313,7 @@ class HTTP11Connection(asyncio.Protocol):
             encoding = fields.get(b"content-encoding")
             if encoding:
                 self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
+                self.body = bytearray()
 
     def _body(self, data: bytes) -> None:
         n = len(data)
@@ -317,8 +327,6 @@ class HTTP11Connection(asyncio.Protocol):
                 try:
                     pieces = decoder.feed(data)
                     body = self.body
-                    if body is None:
-                        body = self.body = bytearray()
                     for piece in pieces:
                         body += piece
                 except RestimingError as exc:
@@ -333,7 +341,16 @@ class HTTP11Connection(asyncio.Protocol):
             else:
                 body += data
             return
-        self.chunks.append(data)
+        chunks = self.chunks
+        if chunks and n < COALESCE and len(chunks[-1]) < COALESCE:
+            # Tiny chunks (a peer writing a few bytes at a time) are merged, so the
+            # buffer's memory is its bytes, not an object per chunk.
+            tail = chunks[-1]
+            if type(tail) is bytes:
+                tail = chunks[-1] = bytearray(tail)
+            tail += data
+        else:
+            chunks.append(data)
         self.buffered += n
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -486,6 +503,8 @@ class HTTP11Connection(asyncio.Protocol):
             if chunks:
                 data = chunks.popleft()
                 self.buffered -= len(data)
+                if type(data) is bytearray:
+                    data = bytes(data)
                 if self.paused and self.buffered < LOW_WATER and not self.closed:
                     self.paused = False
                     self.transport.resume_reading()
@@ -514,6 +533,7 @@ class HTTP11Connection(asyncio.Protocol):
         encoding = self.fields.get(b"content-encoding")
         if encoding:
             self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
+            self.body = bytearray()
         chunks, self.chunks = self.chunks, None
         self.buffered = 0
         if self.paused and not self.closed:
@@ -523,6 +543,12 @@ class HTTP11Connection(asyncio.Protocol):
             for data in chunks:
                 self.encoded -= len(data)
                 self._body(data)
+        if self.ready and self.decoder is not None and self.error is None:
+            try:  # the end of the body came before the switch: flush now
+                for piece in self.decoder.flush():
+                    self.body += piece
+            except RestimingError as exc:
+                self._fail(exc)
         if not self.ready:
             self.reading = True
             if self.read_ns:
