@@ -18,6 +18,12 @@ _Static_assert(sizeof(rt_record) == 168, "rt_record layout changed");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
                "64-bit atomics must be lock-free to work across processes");
 
+/* Test builds (csrc/tests/ring_reload.c) define this to run code at fixed
+ * points of the publish loop, making one interleaving of threads deterministic. */
+#ifndef RT_TEST_HOOK
+#define RT_TEST_HOOK(point) ((void)0)
+#endif
+
 #define RT_MAGIC 0x52545249474e4731ULL /* "RTRING1" */
 #define RT_VERSION 1u
 #define RT_HEADER_SIZE 4096
@@ -340,6 +346,7 @@ int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
     uint64_t t = atomic_load_explicit(&h->tail, memory_order_relaxed);
     for (;;) {
         if (t + k - hd > ncells) {
+            RT_TEST_HOOK(1);
             hd = atomic_load_explicit(&h->head, memory_order_acquire);
             if (t + k - hd > ncells) {
                 atomic_fetch_add_explicit(&h->rejected_ring_full, 1,
@@ -347,6 +354,7 @@ int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
                 return RT_PUB_RING_FULL;
             }
         }
+        RT_TEST_HOOK(0);
         if (atomic_compare_exchange_weak_explicit(&h->tail, &t, t + k,
                                                   memory_order_acq_rel,
                                                   memory_order_relaxed))
