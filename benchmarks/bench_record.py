@@ -137,3 +137,47 @@ def test_restiming_stamp(benchmark, perf):
     rec = perf.begin(URL)
     benchmark(rec.stamp, "connect_start")
     assert rec.get("connect_start") > 0
+
+
+@pytest.mark.benchmark(group="record: begin + finish (no stamps), vs the per-field path")
+def test_baseline_per_field_begin_finish(benchmark, perf):
+    benchmark.extra_info["baseline"] = True
+    benchmark(lambda: LegacyRecorder(perf, URL).finish(response_status=200, encoded_body_size=1000,
+                                                       decoded_body_size=1000))
+    perf.drain()
+
+
+@pytest.mark.benchmark(group="record: begin + finish (no stamps), vs the per-field path")
+def test_restiming_begin_finish(benchmark, perf):
+    benchmark(lambda: perf.begin(URL).finish(response_status=200, encoded_body_size=1000,
+                                             decoded_body_size=1000))
+    perf.drain()
+
+
+@pytest.mark.benchmark(group="drain: 1,000 entries, taken and not looked at")
+def test_baseline_drain_eager(benchmark, perf):
+    """Named baseline: entries decoded when taken (as drain() did before issue 7)."""
+    benchmark.extra_info["baseline"] = True
+    from restiming._entry import decode_record
+
+    def run():
+        for _ in range(1000):
+            perf.begin(URL).finish(response_status=200)
+        perf._sync()
+        with perf._lock:
+            entries = [decode_record(buf, off, perf._origin_ns) for buf, off in perf._store.records()]
+            perf._ring.release_primary(perf._store.clear())
+        entries.sort(key=lambda e: e.start_time)
+        return entries
+
+    benchmark(run)
+
+
+@pytest.mark.benchmark(group="drain: 1,000 entries, taken and not looked at")
+def test_restiming_drain_lazy(benchmark, perf):
+    def run():
+        for _ in range(1000):
+            perf.begin(URL).finish(response_status=200)
+        return perf.drain()
+
+    benchmark(run)

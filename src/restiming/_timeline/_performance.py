@@ -44,7 +44,8 @@ SHARED_RING_CELLS = 1 << 17
 _PUB_RING_FULL = lib.RT_PUB_RING_FULL
 _PUB_BECAME_FULL = lib.RT_PUB_BECAME_FULL
 _publish_raw = lib.rt_ring_publish_raw
-_lazy = PerformanceResourceTiming._lazy
+_new_entry = object.__new__
+_set_entry = PerformanceResourceTiming._d.__set__
 # The current pid, refreshed in forked children (os.getpid() per publish is a syscall).
 _PID = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
@@ -231,7 +232,9 @@ class Performance(BufferPolicy, LoopScheduling):
                 self._queue(self._buffer_full_task, "_task_queued")
             if self._observers:
                 self._queue(self._observer_task, "_observer_task_queued")
-        return _lazy(packed, 0, self._origin_ns)
+        entry = _new_entry(PerformanceResourceTiming)
+        _set_entry(entry, [packed, 0, self._origin_ns])  # PerformanceResourceTiming._lazy, inlined
+        return entry
 
     def _publish_after_pump(self, packed: bytes) -> int:
         # The owner is the consumer: make room by pulling records out, then retry. No
