@@ -36,6 +36,12 @@ def _mean(bench) -> float:
     return bench.stats.mean
 
 
+def _spread(bench) -> str:
+    """The spread to publish with a mean: median and interquartile range, in us."""
+    s = bench.stats
+    return f"(median {s.median * 1e6:.3f}, IQR {s.iqr * 1e6:.3f})"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = getattr(config, "_benchmarksession", None)
@@ -64,8 +70,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                     f"the URL -> {ratio:.2f}x {'less' if ratio >= 1 else 'more'} memory")
                 continue
             speedup = _mean(base) / _mean(bench)
-            line = (f"{group}: {bench.name} {_mean(bench) * 1e6:.3f} us vs "
-                    f"{base.name} {_mean(base) * 1e6:.3f} us -> {speedup:.2f}x "
+            line = (f"{group}: {bench.name} {_mean(bench) * 1e6:.3f} us {_spread(bench)} vs "
+                    f"{base.name} {_mean(base) * 1e6:.3f} us {_spread(base)} -> {speedup:.2f}x "
                     f"({'faster' if speedup >= 1 else 'slower'} than the baseline)")
             records = bench.extra_info.get("records")
             if records:

@@ -18,8 +18,14 @@ _Static_assert(sizeof(rt_record) == 168, "rt_record layout changed");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
                "64-bit atomics must be lock-free to work across processes");
 
+/* Test builds (csrc/tests/ring_reload.c) define this to run code at fixed
+ * points of the publish loop, making one interleaving of threads deterministic. */
+#ifndef RT_TEST_HOOK
+#define RT_TEST_HOOK(point) ((void)0)
+#endif
+
 #define RT_MAGIC 0x52545249474e4731ULL /* "RTRING1" */
-#define RT_VERSION 1u
+#define RT_VERSION 2u
 #define RT_HEADER_SIZE 4096
 
 typedef struct rt_header {
@@ -42,7 +48,21 @@ typedef struct rt_header {
     alignas(64) _Atomic uint64_t dropped_overflow;
     _Atomic uint64_t rejected_ring_full;
     _Atomic uint64_t published;
+    _Atomic uint64_t corrupt_records;
+    _Atomic uint64_t lost_stuck;
 } rt_header;
+
+/* A first cell's seq while its producer writes: bit 63, the cell count, and
+ * the low 32 bits of the position (ncells <= 2^31, so a marker left by an
+ * earlier lap never matches). A committed cell holds position + 1 (bit 63
+ * clear). */
+#define RT_SEQ_RESERVED (1ULL << 63)
+#define RT_RESERVED(pos, k) (RT_SEQ_RESERVED | ((uint64_t)(k) << 32) | ((pos) & 0xffffffffULL))
+
+static int reserved_at(uint64_t seq, uint64_t pos)
+{
+    return (seq & RT_SEQ_RESERVED) && (seq & 0xffffffffULL) == (pos & 0xffffffffULL);
+}
 
 _Static_assert(sizeof(rt_header) <= RT_HEADER_SIZE, "header too large");
 
@@ -59,11 +79,31 @@ struct rt_ring {
     uint64_t mask;
     size_t map_size;
     int shared;
+    int fd; /* shared: kept open to fstat the segment; -1 otherwise */
 };
 
 static int valid_ncells(uint64_t n)
 {
-    return n >= 64 && n <= (1ULL << 32) && (n & (n - 1)) == 0;
+    return n >= 64 && n <= (1ULL << 31) && (n & (n - 1)) == 0;
+}
+
+/* A POSIX shared-memory name: one leading '/', then 1..250 bytes, no other '/'. */
+static int valid_name(const char *name)
+{
+    if (name == NULL || name[0] != '/')
+        return 0;
+    size_t n = strlen(name + 1);
+    return n >= 1 && n <= 250 && strchr(name + 1, '/') == NULL;
+}
+
+/* 0 when another process truncated the segment below our mapping: touching
+ * the missing pages would raise SIGBUS. */
+static int segment_intact(const rt_ring *r)
+{
+    struct stat st;
+    if (r->fd < 0)
+        return 1;
+    return fstat(r->fd, &st) == 0 && (size_t)st.st_size >= r->map_size;
 }
 
 static void init_header(rt_header *h, uint64_t ncells, uint64_t limit,
@@ -86,12 +126,14 @@ static void init_header(rt_header *h, uint64_t ncells, uint64_t limit,
     atomic_init(&h->dropped_overflow, 0);
     atomic_init(&h->rejected_ring_full, 0);
     atomic_init(&h->published, 0);
+    atomic_init(&h->corrupt_records, 0);
+    atomic_init(&h->lost_stuck, 0);
     /* The magic goes last so an attacher never sees a half-made header. */
     atomic_thread_fence(memory_order_release);
     h->magic = RT_MAGIC;
 }
 
-static rt_ring *wrap(void *base, uint64_t ncells, size_t map_size, int shared)
+static rt_ring *wrap(void *base, uint64_t ncells, size_t map_size, int shared, int fd)
 {
     rt_ring *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -101,6 +143,7 @@ static rt_ring *wrap(void *base, uint64_t ncells, size_t map_size, int shared)
     r->mask = ncells - 1;
     r->map_size = map_size;
     r->shared = shared;
+    r->fd = fd;
     return r;
 }
 
@@ -117,7 +160,7 @@ int rt_ring_create(uint64_t ncells, uint64_t limit, uint64_t secondary_cap,
     memset(base, 0, size);
     init_header((rt_header *)base, ncells, limit, secondary_cap,
                 origin_realtime_ns, origin_monotonic_ns);
-    *out = wrap(base, ncells, size, 0);
+    *out = wrap(base, ncells, size, 0, -1);
     if (*out == NULL) {
         free(base);
         return RT_ENOMEM;
@@ -129,7 +172,7 @@ int rt_ring_create_shared(const char *name, uint64_t ncells, uint64_t limit,
                           uint64_t secondary_cap, int64_t origin_realtime_ns,
                           int64_t origin_monotonic_ns, rt_ring **out)
 {
-    if (out == NULL || name == NULL || name[0] != '/' || !valid_ncells(ncells))
+    if (out == NULL || !valid_name(name) || !valid_ncells(ncells))
         return RT_EINVAL;
     size_t size = RT_HEADER_SIZE + ncells * RT_CELL_SIZE;
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -143,9 +186,9 @@ int rt_ring_create_shared(const char *name, uint64_t ncells, uint64_t limit,
         return RT_ESYS;
     }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
     if (base == MAP_FAILED) {
         int saved = errno;
+        close(fd);
         shm_unlink(name);
         errno = saved;
         return RT_ESYS;
@@ -153,9 +196,10 @@ int rt_ring_create_shared(const char *name, uint64_t ncells, uint64_t limit,
     /* ftruncate gave zero-filled pages: every seq starts at 0. */
     init_header((rt_header *)base, ncells, limit, secondary_cap,
                 origin_realtime_ns, origin_monotonic_ns);
-    *out = wrap(base, ncells, size, 1);
+    *out = wrap(base, ncells, size, 1, fd);
     if (*out == NULL) {
         munmap(base, size);
+        close(fd);
         shm_unlink(name);
         return RT_ENOMEM;
     }
@@ -165,7 +209,7 @@ int rt_ring_create_shared(const char *name, uint64_t ncells, uint64_t limit,
 int rt_ring_attach(const char *name, rt_ring **out)
 {
     struct stat st;
-    if (out == NULL || name == NULL || name[0] != '/')
+    if (out == NULL || !valid_name(name))
         return RT_EINVAL;
     int fd = shm_open(name, O_RDWR, 0);
     if (fd < 0)
@@ -178,11 +222,16 @@ int rt_ring_attach(const char *name, rt_ring **out)
         close(fd);
         return RT_EFOREIGN;
     }
+    /* The mapping size is fixed here, from the size seen now; a later
+     * truncation is caught by segment_intact() before any access. */
     void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
                       MAP_SHARED, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
         return RT_ESYS;
+    }
     rt_header *h = (rt_header *)base;
     uint64_t magic = h->magic;
     atomic_thread_fence(memory_order_acquire);
@@ -191,11 +240,13 @@ int rt_ring_attach(const char *name, rt_ring **out)
         !valid_ncells(h->ncells) ||
         (size_t)st.st_size != RT_HEADER_SIZE + h->ncells * RT_CELL_SIZE) {
         munmap(base, (size_t)st.st_size);
+        close(fd);
         return RT_EFOREIGN;
     }
-    *out = wrap(base, h->ncells, (size_t)st.st_size, 1);
+    *out = wrap(base, h->ncells, (size_t)st.st_size, 1, fd);
     if (*out == NULL) {
         munmap(base, (size_t)st.st_size);
+        close(fd);
         return RT_ENOMEM;
     }
     return RT_OK;
@@ -205,9 +256,10 @@ int rt_ring_close(rt_ring *r)
 {
     if (r == NULL)
         return RT_EINVAL;
-    if (r->shared)
+    if (r->shared) {
         munmap(r->hdr, r->map_size);
-    else
+        close(r->fd);
+    } else
         free(r->hdr);
     free(r);
     return RT_OK;
@@ -215,7 +267,7 @@ int rt_ring_close(rt_ring *r)
 
 int rt_ring_unlink(const char *name)
 {
-    if (name == NULL || name[0] != '/')
+    if (!valid_name(name))
         return RT_EINVAL;
     if (shm_unlink(name) != 0)
         return errno == ENOENT ? RT_ENOENT : RT_ESYS;
@@ -320,38 +372,46 @@ static void get_bytes(const rt_ring *r, uint64_t pos, size_t off, void *dst,
     }
 }
 
-int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
-                    uint32_t strings_len)
+/* Reserve, classify, copy and commit one record whose fixed part is `rec`
+ * (already validated) followed by strings_len bytes of strings. */
+static int publish(rt_ring *r, const rt_record *rec, const char *strings,
+                   uint32_t strings_len)
 {
-    if (r == NULL || rec == NULL || (strings == NULL && strings_len != 0))
-        return RT_EINVAL;
-    if ((uint64_t)rec->url_len + rec->text_len != strings_len)
-        return RT_EINVAL;
     rt_header *h = r->hdr;
     uint64_t len = sizeof(rt_record) + (uint64_t)strings_len;
     if (len > rt_ring_max_record(r))
         return RT_ETOOBIG;
+    if (!segment_intact(r))
+        return RT_ETRUNC;
     /* The first cell also carries the record length (8 bytes). */
     uint64_t k = (len + 8 + RT_CELL_PAYLOAD - 1) / RT_CELL_PAYLOAD;
     uint64_t ncells = r->mask + 1;
 
-    /* head before tail: head never passes tail, so t - hd cannot underflow. */
+    /* head before tail: head never passes tail, so t - hd cannot underflow.
+     * A failed CAS refreshes t, which only grows, so that stays true; but a
+     * reloaded head may be ahead of an old t, so the reload refreshes both,
+     * in the same order. */
     uint64_t hd = atomic_load_explicit(&h->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&h->tail, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
     for (;;) {
         if (t + k - hd > ncells) {
+            RT_TEST_HOOK(1);
             hd = atomic_load_explicit(&h->head, memory_order_acquire);
+            t = atomic_load_explicit(&h->tail, memory_order_acquire);
             if (t + k - hd > ncells) {
                 atomic_fetch_add_explicit(&h->rejected_ring_full, 1,
                                           memory_order_relaxed);
                 return RT_PUB_RING_FULL;
             }
         }
+        RT_TEST_HOOK(0);
         if (atomic_compare_exchange_weak_explicit(&h->tail, &t, t + k,
                                                   memory_order_acq_rel,
-                                                  memory_order_relaxed))
+                                                  memory_order_acquire))
             break;
     }
+    atomic_store_explicit(&r->cells[t & r->mask].seq, RT_RESERVED(t, k),
+                          memory_order_relaxed);
 
     int result = classify(h);
     rt_record copy = *rec;
@@ -376,6 +436,43 @@ int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
     return result;
 }
 
+int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
+                    uint32_t strings_len)
+{
+    if (r == NULL || rec == NULL || (strings == NULL && strings_len != 0))
+        return RT_EINVAL;
+    if ((uint64_t)rec->url_len + rec->text_len != strings_len)
+        return RT_EINVAL;
+    return publish(r, rec, strings, strings_len);
+}
+
+int rt_ring_publish_raw(rt_ring *r, const char *buf, uint32_t len)
+{
+    if (r == NULL || buf == NULL || len < sizeof(rt_record))
+        return RT_EINVAL;
+    rt_record rec;
+    memcpy(&rec, buf, sizeof(rec)); /* buf need not be aligned */
+    uint32_t strings_len = len - (uint32_t)sizeof(rt_record);
+    if ((uint64_t)rec.url_len + rec.text_len != strings_len)
+        return RT_EINVAL;
+    return publish(r, &rec, buf + sizeof(rt_record), strings_len);
+}
+
+/* The first position after `pos` (exclusive) whose cell starts a committed or
+ * reserved record, or the tail: where the consumer resumes after stepping over
+ * a damaged record or a dead reservation. Continuation cells hold seq 0. */
+static uint64_t next_start(const rt_ring *r, uint64_t pos)
+{
+    uint64_t t = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+    for (pos++; pos < t; pos++) {
+        uint64_t seq = atomic_load_explicit(&r->cells[pos & r->mask].seq,
+                                            memory_order_acquire);
+        if (seq == pos + 1 || reserved_at(seq, pos))
+            break;
+    }
+    return pos;
+}
+
 int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
                   size_t *used, uint32_t *count, uint32_t *klass)
 {
@@ -383,6 +480,8 @@ int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
         klass == NULL)
         return RT_EINVAL;
     rt_header *h = r->hdr;
+    if (!segment_intact(r))
+        return RT_ETRUNC;
     uint64_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
     size_t pos = 0;
     uint32_t n = 0;
@@ -395,9 +494,20 @@ int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
         if (atomic_load_explicit(&c->seq, memory_order_acquire) != hd + 1)
             break;
         uint64_t len;
+        uint32_t lens[2]; /* url_len, text_len */
         get_bytes(r, hd, 0, &len, 8);
-        if (len < sizeof(rt_record) || len > rt_ring_max_record(r))
-            return RT_EFOREIGN; /* corrupted segment: never trust it further */
+        get_bytes(r, hd, 8 + offsetof(rt_record, url_len), lens, sizeof(lens));
+        if (len < sizeof(rt_record) || len > rt_ring_max_record(r) ||
+            len != sizeof(rt_record) + (uint64_t)lens[0] + lens[1]) {
+            /* A damaged record (a stray write into a shared segment): deliver
+             * what was read, then step over it with a counted error. */
+            if (n > 0)
+                break;
+            hd = next_start(r, hd);
+            atomic_fetch_add_explicit(&h->corrupt_records, 1, memory_order_relaxed);
+            atomic_store_explicit(&h->head, hd, memory_order_release);
+            continue;
+        }
         uint16_t flags;
         get_bytes(r, hd, 8 + offsetof(rt_record, flags), &flags, sizeof(flags));
         uint32_t cls = flags & RT_FLAG_CLASS_MASK;
@@ -426,6 +536,34 @@ int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
     return RT_OK;
 }
 
+int rt_ring_skip_stuck(rt_ring *r, uint64_t at, uint64_t *skipped)
+{
+    if (r == NULL || skipped == NULL)
+        return RT_EINVAL;
+    *skipped = 0;
+    if (!segment_intact(r))
+        return RT_ETRUNC;
+    rt_header *h = r->hdr;
+    uint64_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
+    if (hd != at || t <= hd)
+        return RT_OK;
+    uint64_t seq = atomic_load_explicit(&r->cells[hd & r->mask].seq,
+                                        memory_order_acquire);
+    if (seq == hd + 1)
+        return RT_OK; /* committed after all */
+    uint64_t next;
+    uint64_t k = (seq >> 32) & 0x7fffffffULL;
+    if (reserved_at(seq, hd) && k >= 1 && hd + k <= t)
+        next = hd + k;
+    else
+        next = next_start(r, hd); /* died between its CAS and its mark */
+    *skipped = next - hd;
+    atomic_fetch_add_explicit(&h->lost_stuck, 1, memory_order_relaxed);
+    atomic_store_explicit(&h->head, next, memory_order_release);
+    return RT_OK;
+}
+
 int rt_ring_stats_get(const rt_ring *r, rt_ring_stats *out)
 {
     if (r == NULL || out == NULL)
@@ -445,6 +583,8 @@ int rt_ring_stats_get(const rt_ring *r, rt_ring_stats *out)
     out->owner_pid = h->owner_pid;
     out->origin_realtime_ns = h->origin_realtime_ns;
     out->origin_monotonic_ns = h->origin_monotonic_ns;
+    out->corrupt_records = atomic_load(&h->corrupt_records);
+    out->lost_stuck = atomic_load(&h->lost_stuck);
     return RT_OK;
 }
 

@@ -14,6 +14,18 @@
  * with release order into the first cell. The consumer waits for that seq at
  * `head`, copies the record out and releases the cells by advancing `head`.
  * Positions are 64-bit and never wrap, so a stale seq never matches.
+ * Right after its CAS a producer marks its first cell "reserved" with the
+ * position and its cell count, so that the consumer can step over a
+ * reservation whose producer died before committing (rt_ring_skip_stuck,
+ * called by the owner after a bound) and count the record lost.
+ *
+ * Damage. A committed record whose length word does not match its own
+ * url_len/text_len, or exceeds the limit, is skipped and counted
+ * (corrupt_records): the consumer steps to the next committed or reserved
+ * cell (or to the tail) and keeps draining; records before it in the same
+ * call are delivered first. A shared segment that another process truncated
+ * is detected with fstat before each publish and drain (RT_ETRUNC) instead of
+ * touching pages that no longer exist (SIGBUS).
  *
  * Buffer semantics (Resource Timing, "add a PerformanceResourceTiming entry"):
  * `primary` counts entries in the primary buffer (drained or in transit),
@@ -102,9 +114,11 @@ typedef struct rt_ring_stats {
     uint32_t owner_pid;
     int64_t origin_realtime_ns;
     int64_t origin_monotonic_ns;
+    uint64_t corrupt_records;
+    uint64_t lost_stuck;
 } rt_ring_stats;
 
-/* ncells must be a power of two >= 64. */
+/* ncells must be a power of two, 64 <= ncells <= 2^31. */
 int rt_ring_create(uint64_t ncells, uint64_t limit, uint64_t secondary_cap,
                    int64_t origin_realtime_ns, int64_t origin_monotonic_ns,
                    rt_ring **out);
@@ -121,6 +135,10 @@ uint64_t rt_ring_max_record(const rt_ring *r);
 int rt_record_stamp(rt_record *rec, uint32_t slot);
 int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
                     uint32_t strings_len);
+/* The same, from one packed buffer: the 168-byte record then its url_len +
+ * text_len bytes of strings; len must be exactly that (RT_EINVAL otherwise).
+ * The recording hot path: one call per entry. */
+int rt_ring_publish_raw(rt_ring *r, const char *buf, uint32_t len);
 
 /* Copy a run of committed records that share one class into out, each as a
  * uint64 length followed by the record, padded to 8 bytes. Stops at a class
@@ -129,6 +147,12 @@ int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
  * first record is larger than cap. */
 int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
                   size_t *used, uint32_t *count, uint32_t *klass);
+
+/* Consumer side: if head is still `at`, the ring is not empty and the cell
+ * at head is not committed (its producer died or stopped mid-publish), step
+ * over that reservation and count one record lost. *skipped = cells skipped
+ * (0 when nothing was stuck). The caller decides how long is "stuck". */
+int rt_ring_skip_stuck(rt_ring *r, uint64_t at, uint64_t *skipped);
 
 int rt_ring_stats_get(const rt_ring *r, rt_ring_stats *out);
 int rt_ring_set_limit(rt_ring *r, uint64_t limit);

@@ -10,5 +10,6 @@
 #define RT_EFOREIGN (-5) /* segment exists but is not a restiming ring of this layout */
 #define RT_ETOOBIG (-6)  /* record larger than the ring can ever hold */
 #define RT_EEXIST (-7)   /* shared segment name already taken */
+#define RT_ETRUNC (-8)   /* shared segment was truncated under us */
 
 #endif

@@ -20,6 +20,7 @@ CDEF = """
 #define RT_EFOREIGN -5
 #define RT_ETOOBIG -6
 #define RT_EEXIST -7
+#define RT_ETRUNC -8
 
 #define RT_NSTAMPS 15
 #define RT_CELL_SIZE 64
@@ -63,6 +64,8 @@ typedef struct rt_ring_stats {
     uint32_t owner_pid;
     int64_t origin_realtime_ns;
     int64_t origin_monotonic_ns;
+    uint64_t corrupt_records;
+    uint64_t lost_stuck;
 } rt_ring_stats;
 
 int64_t rt_now_ns(void);
@@ -82,6 +85,8 @@ uint64_t rt_ring_max_record(const rt_ring *r);
 int rt_record_stamp(rt_record *rec, uint32_t slot);
 int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
                     uint32_t strings_len);
+int rt_ring_publish_raw(rt_ring *r, const char *buf, uint32_t len);
+int rt_ring_skip_stuck(rt_ring *r, uint64_t at, uint64_t *skipped);
 int rt_ring_drain(rt_ring *r, uint8_t *out, size_t cap, uint32_t max_count,
                   size_t *used, uint32_t *count, uint32_t *klass);
 int rt_ring_stats_get(const rt_ring *r, rt_ring_stats *out);

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 import restiming
 from restiming import Performance, PerformanceResourceTiming, PerformanceServerTiming
+from restiming._limits import DROPPED_METRIC, MAX_SERVER_TIMING_BYTES, MAX_TEXT_BYTES, TRUNCATION_MARKER
+from restiming._servertiming import format_server_timing
 from restiming._fields import (
     ATTRIBUTES,
     ERROR_KINDS,
@@ -22,6 +24,7 @@ from restiming._fields import (
     OPAQUE_ZEROED_STAMPS,
     PARTIAL_ORDER,
     PHASE_ORDER,
+    SLOT,
     STAMPS,
 )
 
@@ -127,7 +130,7 @@ def test_extensions_only_in_to_dict(perf):
 
 def test_entries_are_immutable(perf):
     _, entry = full_record(perf)
-    for name in ("name", "start_time", "transfer_size", "error", "_v", "new_attribute"):
+    for name in ("name", "start_time", "transfer_size", "error", "_d", "new_attribute"):
         with pytest.raises(AttributeError):
             setattr(entry, name, 1)
     with pytest.raises(AttributeError):
@@ -284,15 +287,59 @@ def test_8k_url_arrives_intact(perf):
     assert perf.get_entries_by_name(url) == [buffered]
 
 
-def test_url_too_big_for_a_small_ring_is_a_typed_error():
+def test_url_too_big_for_a_small_ring_is_truncated_with_the_marker():
+    """Issue 8 finding 9 / SPEC §4: an entry always fits its ring; a URL too long for a
+    (tiny) ring is shortened with the documented marker instead of losing the entry."""
     perf = Performance(ring_cells=64)
     try:
-        rec = perf.begin("https://example.test/" + "x" * 4000)
-        with pytest.raises(restiming.RestimingError, match="ring_cells"):
-            rec.finish()
-        assert perf.get_entries() == []
+        url = "https://example.test/" + "x" * 4000
+        entry = perf.begin(url).finish(response_status=200)
+        assert entry.name.endswith(TRUNCATION_MARKER) and url.startswith(entry.name[: -len(TRUNCATION_MARKER)])
+        assert entry.response_status == 200
+        (buffered,) = perf.get_entries()
+        assert buffered == entry
         perf.begin("https://example.test/short").finish()
-        assert len(perf.get_entries()) == 1
+        assert len(perf.get_entries()) == 2
+    finally:
+        perf.close()
+
+
+def test_huge_server_timing_is_capped_with_a_count_of_the_dropped_metrics(perf):
+    """Finding 9: a 1 MB Server-Timing header must not lose the entry."""
+    metrics = ", ".join(f"m{i};dur={i};desc=\"{'d' * 40}\"" for i in range(20_000))
+    assert len(metrics) > 1_000_000
+    entry = perf.begin("https://example.test/st").finish(response_status=200, server_timing=metrics)
+    timings = entry.server_timing
+    assert timings[0] == PerformanceServerTiming("m0", 0.0, "d" * 40)
+    assert timings[-1].name == DROPPED_METRIC
+    kept = len(timings) - 1
+    assert [m.name for m in timings[:-1]] == [f"m{i}" for i in range(kept)]
+    assert int(timings[-1].description) == 20_000 - kept
+    assert len(format_server_timing(timings).encode()) <= MAX_SERVER_TIMING_BYTES
+    assert perf.get_entries() == [entry]
+
+
+def test_long_strings_are_bounded_and_marked(perf):
+    message = "é" * 5000
+    entry = perf.begin("https://example.test/m").finish(error="protocol", error_message=message,
+                                                         remote_address="r" * 3000)
+    assert entry.error_message.endswith(TRUNCATION_MARKER)
+    assert len(entry.error_message.encode()) <= MAX_TEXT_BYTES
+    assert message.startswith(entry.error_message[: -len(TRUNCATION_MARKER)])
+    assert len(entry.remote_address.encode()) <= MAX_TEXT_BYTES
+    assert entry.error == "protocol"
+
+
+@pytest.mark.parametrize("cells", [64, 128])
+def test_every_string_too_long_still_fits_the_smallest_ring(cells):
+    perf = Performance(ring_cells=cells)
+    try:
+        rec = perf.begin("https://example.test/" + "u" * 3000, initiator_type="i" * 3000)
+        entry = rec.finish(response_status=204, content_type="c" * 3000, error_message=None,
+                           server_timing=", ".join(f"x{i}" for i in range(3000)), remote_address="a" * 3000,
+                           tls_version="t" * 3000, next_hop_protocol="h" * 3000)
+        assert entry.response_status == 204
+        assert perf.get_entries() == [entry]
     finally:
         perf.close()
 
@@ -440,3 +487,86 @@ def test_stamps_are_monotonic_in_phase_order(plan):
             assert nonzero <= {"start_time", "fetch_start", "response_end"}
     finally:
         perf.close()
+
+
+# ---------------------------------------------------------------- the one-call recorder
+def test_recorder_stamps_are_a_list_of_c_clock_ints(perf):
+    before = restiming.clock.now_ns()
+    rec = perf.begin("https://example.test/list")
+    assert isinstance(rec.stamps, list) and len(rec.stamps) == len(STAMPS)
+    assert rec.stamps[SLOT["start_time"]] == rec.stamps[SLOT["fetch_start"]] >= before
+    assert all(v == 0 for i, v in enumerate(rec.stamps) if i not in (SLOT["start_time"], SLOT["fetch_start"]))
+    rec.stamps[SLOT["connect_start"]] = rec.stamps[SLOT["start_time"]] + 1_000_000  # the engine writes directly
+    rec.stamp("request_start")
+    assert rec.get("connect_start") == rec.stamps[SLOT["start_time"]] + 1_000_000
+    assert rec.stamps[SLOT["request_start"]] >= before
+    entry = rec.finish(response_status=200)
+    assert entry.connect_start == pytest.approx(entry.start_time + 1.0)
+    assert perf.get_entries() == [entry]
+
+
+def test_bad_direct_stamp_writes_are_typed_errors(perf):
+    rec = perf.begin("https://example.test/bad")
+    rec.stamps[SLOT["connect_start"]] = "soon"
+    with pytest.raises(TypeError, match="connect_start"):
+        rec.finish()
+    rec = perf.begin("https://example.test/bad2")
+    rec.stamps[SLOT["connect_end"]] = 2**64
+    with pytest.raises(ValueError, match="connect_end"):
+        rec.finish()
+    assert not rec.finished and perf.get_entries() == []
+
+
+def test_response_start_is_accepted_by_the_low_level_api(perf):
+    """Issue 8 finding 4: every timestamp attribute is accepted, response_start too."""
+    rec = perf.begin("https://example.test/rs")
+    rec.stamp("response_start")  # no interim response: the final response's first byte
+    assert rec.get("final_response_headers_start") == rec.get("response_start") > 0
+    entry = rec.finish(response_status=200)
+    assert entry.response_start == entry.final_response_headers_start > 0
+    assert entry.first_interim_response_start == 0
+
+    rec = perf.begin("https://example.test/rs-interim")
+    rec.stamp("first_interim_response_start")
+    rec.set("response_start", rec.get("first_interim_response_start") + 5_000_000)
+    assert rec.get("response_start") == rec.get("first_interim_response_start")  # the derived value
+    entry = rec.finish(response_status=200)
+    assert entry.final_response_headers_start == pytest.approx(entry.first_interim_response_start + 5.0)
+    assert entry.response_start == entry.first_interim_response_start
+
+    rec = perf.begin("https://example.test/rs-copy")
+    rec.copy("response_start", "start_time")
+    assert rec.get("final_response_headers_start") == rec.get("start_time")
+    rec.clear("response_start")
+    assert rec.get("response_start") == 0
+
+
+def test_worker_start_is_always_zero(perf):
+    rec = perf.begin("https://example.test/ws")
+    assert rec.get("worker_start") == 0
+    rec.set("worker_start", 0)
+    rec.clear("worker_start")
+    with pytest.raises(ValueError, match="service workers"):
+        rec.stamp("worker_start")
+    with pytest.raises(ValueError, match="service workers"):
+        rec.set("worker_start", 5)
+
+
+@pytest.mark.parametrize("method, args", [("stamp", ()), ("get", ()), ("set", (1,)), ("clear", ())])
+def test_unknown_phase_names_the_valid_ones(perf, method, args):
+    rec = perf.begin("https://example.test/unknown")
+    with pytest.raises(ValueError, match="response_start.*worker_start|phases are"):
+        getattr(rec, method)("dns_start", *args)
+
+
+def test_drain_returns_lazily_decoded_entries(perf):
+    urls = [f"https://example.test/lazy/{i}" for i in range(5)]
+    for url in reversed(urls):
+        perf.begin(url).finish(response_status=200)
+    entries = perf.drain()
+    assert not any(e._decoded for e in entries)  # nothing decoded yet
+    assert [e.name for e in entries] == list(reversed(urls))  # sorted by start_time
+    assert entries[0].to_json()["name"] == urls[-1]
+    assert entries == sorted(entries, key=lambda e: e.start_time)
+    with pytest.raises(AttributeError):
+        entries[0].name = "x"

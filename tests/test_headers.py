@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from restiming._exceptions import InvalidHeader
-from restiming._headers import combine, normalize_headers, split_list
+from restiming._headers import normalize_headers, split_list
 
 
 class MultiDict:
@@ -101,20 +101,6 @@ def test_error_names_the_header_truncated():
 def test_error_names_the_header_for_bad_value():
     with pytest.raises(InvalidHeader, match="'X-Trace'"):
         normalize_headers([("Accept", "ok"), ("X-Trace", "a\r\nb")])
-
-
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        ([], ""),
-        (["a"], "a"),
-        (["a", "b"], "a, b"),
-        ([b"a", "b", b"c\xe9"], "a, b, c\u00e9"),
-        (["", "x"], ", x"),
-    ],
-)
-def test_combine(values, expected):
-    assert combine(values) == expected
 
 
 @pytest.mark.parametrize(

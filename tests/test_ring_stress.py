@@ -249,3 +249,18 @@ def test_c_stress_harness(tmp_path, sanitize):
     assert "ThreadSanitizer" not in output, output
     assert run.returncode == 0, output
     assert output.rstrip().endswith("ok"), output
+
+
+def test_reservation_reload_never_reports_an_empty_ring_full(tmp_path):
+    """Issue 8 finding 14: the head reloaded on the reservation's slow path may be
+    ahead of the tail the producer still holds; the ring must not look full then.
+    csrc/tests/ring_reload.c replays that interleaving deterministically."""
+    gcc = _compiler()
+    if gcc is None:
+        _skip_or_fail("gcc not found: cannot build csrc/tests/ring_reload.c")
+    exe = tmp_path / "ring_reload"
+    build = _run([gcc, "-std=c11", "-O1", "-g", "-Icsrc", "csrc/tests/ring_reload.c", "csrc/rt_clock.c",
+                  "-o", str(exe), "-lrt"], timeout=120)
+    assert build.returncode == 0, build.stderr
+    run = _run([str(exe)], timeout=60)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout + run.stderr

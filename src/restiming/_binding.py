@@ -30,8 +30,9 @@ _MESSAGES = {
     lib.RT_EFOREIGN: "segment is not a restiming timeline of this version",
     lib.RT_ETOOBIG: "record larger than the ring can hold",
     lib.RT_EEXIST: "shared timeline segment already exists",
+    lib.RT_ETRUNC: "shared timeline segment was truncated by another process",
 }
-_SHARED = {lib.RT_ENOENT, lib.RT_EFOREIGN, lib.RT_EEXIST}
+_SHARED = {lib.RT_ENOENT, lib.RT_EFOREIGN, lib.RT_EEXIST, lib.RT_ETRUNC}
 
 
 def ensure(status: int, what: str) -> int:

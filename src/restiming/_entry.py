@@ -28,19 +28,22 @@ __all__ = ["PerformanceResourceTiming", "PerformanceServerTiming", "decode_recor
 _FLAG_REUSED = 0x4
 _FLAG_TAO_FAILED = 0x8
 _NTEXTS = len(TEXTS)
+_new = object.__new__
 
 
 class PerformanceResourceTiming:
     """One fetch's Resource Timing entry. Times are ms relative to the time origin;
     0 means "not exposed / did not happen". Immutable.
 
-    An entry made by ``finish()`` keeps its packed record and decodes it on first
-    access, so a load generator that never looks at its entries never pays for it.
+    Entries from ``finish()``, queries, ``drain()`` and observers keep a reference
+    to their packed record and decode it on first access, so a consumer that never
+    looks at an entry never pays for decoding it.
     """
 
-    __slots__ = ("_v", "_src")
-    _v: tuple | None
-    _src: tuple | None
+    # _d: the attribute values (a tuple, FIELDS order) once decoded; before that the
+    # packed record's location, [buf, offset, origin_ns] (a list: never a tuple).
+    __slots__ = ("_d",)
+    _d: tuple | list
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"PerformanceResourceTiming is immutable (tried to set {name!r})")
@@ -50,26 +53,28 @@ class PerformanceResourceTiming:
 
     @classmethod
     def _from_values(cls, values: tuple) -> "PerformanceResourceTiming":
-        entry = object.__new__(cls)
-        object.__setattr__(entry, "_v", values)
-        object.__setattr__(entry, "_src", None)
+        entry = _new(cls)
+        _set_d(entry, tuple(values))
         return entry
 
     @classmethod
-    def _lazy(cls, packed: bytes, origin_ns: int) -> "PerformanceResourceTiming":
-        entry = object.__new__(cls)
-        object.__setattr__(entry, "_v", None)
-        object.__setattr__(entry, "_src", (packed, origin_ns))
+    def _lazy(cls, buf, off: int, origin_ns: int) -> "PerformanceResourceTiming":
+        """An entry decoded on first access from the record at ``buf[off:]``; ``buf``
+        is never written at that place again (a Store chunk only grows)."""
+        entry = _new(cls)
+        _set_d(entry, [buf, off, origin_ns])
         return entry
 
+    @property
+    def _decoded(self) -> bool:
+        return type(self._d) is tuple
+
     def _values(self) -> tuple:
-        v = self._v
-        if v is None:
-            packed, origin_ns = self._src
-            v = _decode_values(packed, 0, origin_ns)
-            object.__setattr__(self, "_v", v)
-            object.__setattr__(self, "_src", None)
-        return v
+        d = self._d
+        if type(d) is not tuple:
+            d = _decode_values(d[0], d[1], d[2])
+            _set_d(self, d)
+        return d
 
     def to_json(self) -> dict[str, Any]:
         """The spec's toJSON(): camelCase keys, server_timing as a list of dicts."""
@@ -109,15 +114,27 @@ class PerformanceResourceTiming:
         return (PerformanceResourceTiming._from_values, (self._values(),))
 
 
+_set_d = PerformanceResourceTiming._d.__set__
+
+
+def _attribute(index: int, doc: str) -> property:
+    get = itemgetter(index)
+
+    def fget(self):
+        d = self._d
+        return get(d if type(d) is tuple else self._values())
+
+    return property(fget, doc=doc)
+
+
 for _i, (_name, _key, _kind) in enumerate(FIELDS):
-    setattr(PerformanceResourceTiming, _name,
-            property(lambda self, _get=itemgetter(_i): _get(self._v or self._values()),
-                     doc=f"{_key or _name} ({_kind})"))
+    setattr(PerformanceResourceTiming, _name, _attribute(_i, f"{_key or _name} ({_kind})"))
 del _i, _name, _key, _kind
 
 
 def decode_record(buf, off: int, origin_ns: int) -> PerformanceResourceTiming:
-    """Build the entry for the packed record at ``buf[off:]`` (see _fields.RECORD)."""
+    """Build the entry for the packed record at ``buf[off:]`` (see _fields.RECORD), decoded
+    now: ``buf`` may be reused afterwards."""
     return PerformanceResourceTiming._from_values(_decode_values(buf, off, origin_ns))
 
 

@@ -33,7 +33,6 @@ __all__ = [
     "LimitExceeded",
     "HeaderTooLarge",
     "DecompressionLimit",
-    "FetchCancelled",
     "ClientClosed",
 ]
 
@@ -159,12 +158,6 @@ class HeaderTooLarge(LimitExceeded):
 
 class DecompressionLimit(LimitExceeded):
     pass
-
-
-class FetchCancelled(FetchError):
-    """Used only for the entry's kind; callers see ``asyncio.CancelledError`` itself."""
-
-    kind = "cancelled"
 
 
 class ClientClosed(RestimingError):

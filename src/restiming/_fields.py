@@ -1,8 +1,8 @@
 """The tables the rest of restiming is derived from.
 
 ``STAMPS`` is the record's stamp slots (matching ``csrc/rt_ring.h``); ``PHASE_ORDER``
-is the legal chronological order of the stamps as data: tests check every entry
-against it and the README's phase table is generated from it. ``FIELDS`` maps every
+is the legal chronological order of the stamps as data: the tests check every entry
+against it (tests/engine_checks.py, tests/test_entries.py). ``FIELDS`` maps every
 entry attribute (snake_case) to its spec key (camelCase) or marks it an extension,
 so ``to_json()``, the exports and the entry class come from one list.
 https://w3c.github.io/resource-timing/#sec-performanceresourcetiming

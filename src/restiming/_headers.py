@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 from ._exceptions import InvalidHeader
 
-__all__ = ["normalize_headers", "combine", "split_list"]
+__all__ = ["normalize_headers", "split_list"]
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Field values: every control but HTAB is refused; obs-text (0x80-0xFF) is allowed.
@@ -87,11 +87,6 @@ def normalize_headers(headers: object) -> list[tuple[bytes, bytes]]:
             )
         out.append((name, value))
     return out
-
-
-def combine(values: Iterable[bytes | str]) -> str:
-    """Combine the values of one field into one value, joined by ", " (RFC 9110 5.3)."""
-    return ", ".join(v.decode("latin-1") if isinstance(v, (bytes, bytearray)) else v for v in values)
 
 
 def split_list(value: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Callable, Iterable
 
-from restiming._events import _report
+from restiming._timeline._events import _report
 from restiming._timeline import Performance
 
 __all__ = ["PerformanceObserver", "PerformanceObserverEntryList"]

@@ -1,34 +1,82 @@
 """The low-level recording API: ``perf.begin(url)`` → ``rec.stamp(phase)`` → ``rec.finish()``.
 
-A ``Recorder`` owns one C ``rt_record``; ``stamp()`` asks the C core to read the
-clock and write the slot itself, so no Python int crosses per stamp. ``finish()``
-applies the opaque shape for a failed Timing-Allow-Origin check or a network error,
-packs the strings after the record and publishes it into the timeline's ring.
+Stamps are plain ints (CLOCK_MONOTONIC ns read by the C clock, ``lib.rt_now_ns``) in
+the list ``rec.stamps``, indexed by ``_fields.SLOT``: the engine writes them directly.
+``finish()`` applies the opaque shape for a failed Timing-Allow-Origin check or a
+network error, packs the fixed record (``_fields.RECORD``) and its strings into one
+bytes object and hands it to the timeline, which publishes it with one C call.
+Strings too large for a record are bounded first (``_limits``), never refused.
 https://w3c.github.io/resource-timing/#sec-mark-resource-timing
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Sequence
 
-from restiming._binding import ensure, ffi, lib
+from restiming._binding import lib
 from restiming._exceptions import RestimingError
-from restiming._fields import ERROR_KINDS, OPAQUE_ZEROED_STAMPS, SLOT, STAMPS, TEXTS
+from restiming._fields import ERROR_KINDS, OPAQUE_ZEROED_STAMPS, RECORD, SLOT, STAMPS, TEXTS
+from restiming._limits import FAST_TEXT_BOUND, MAX_SERVER_TIMING_BYTES, MAX_TEXT_BYTES, fit_strings
 from restiming._servertiming import PerformanceServerTiming, format_server_timing
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "PHASES"]
 
+_now = lib.rt_now_ns
+_pack = RECORD.pack
 _OPAQUE_SLOTS = tuple(SLOT[s] for s in OPAQUE_ZEROED_STAMPS)
 _START, _FETCH, _END = SLOT["start_time"], SLOT["fetch_start"], SLOT["response_end"]
+_FIRST_INTERIM, _FINAL = SLOT["first_interim_response_start"], SLOT["final_response_headers_start"]
 _REUSED, _TAO_FAILED = lib.RT_FLAG_REUSED, lib.RT_FLAG_TAO_FAILED
-_stamp = lib.rt_record_stamp
 _INTENDED = SLOT["intended_start"]
 _SCS = SLOT["secure_connection_start"]
 _REUSE_SLOTS = tuple(SLOT[s] for s in ("domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end"))
+_ZEROS = [0] * (len(STAMPS) - 2)
+_NSEP = len(TEXTS) - 1
 _MAX_U32 = 2**32 - 1
 _MAX_I64 = 2**63 - 1
 _COUNT_LIMITS = (("response_status", 999), ("encoded_body_size", _MAX_I64), ("decoded_body_size", _MAX_I64),
                  ("bytes_sent", _MAX_I64), ("bytes_received", _MAX_I64), ("connection_id", _MAX_U32))
+
+# Every timestamp attribute of an entry the low-level API accepts. Two have no slot:
+# ``response_start`` is derived (SPEC §3: the first non-zero of the first interim
+# response and the final response headers), so writing it writes the final
+# response's first byte, and reading it gives the derived value; ``worker_start`` is
+# always 0 (no service workers): reading gives 0, writing anything else is an error.
+_RESPONSE_START = "response_start"
+_WORKER_START = "worker_start"
+#: Names ``stamp/set/get/clear/copy`` accept.
+PHASES = STAMPS + (_RESPONSE_START, _WORKER_START)
+_WRITE_SLOT = dict(SLOT, response_start=_FINAL)
+
+
+_ST = TEXTS.index("server_timing")
+
+
+def _size(s: str) -> int:
+    return len(s.encode("utf-8", "surrogateescape"))
+
+
+def _bounded(url: str, texts: tuple, budget: int) -> tuple[bytes, bytes]:
+    """The slow path of ``finish()``: apply the bounds of ``_limits`` if one is exceeded."""
+    sizes = [_size(t) for t in texts]
+    if (_size(url) + sum(sizes) + len(texts) - 1 > budget or sizes[_ST] > MAX_SERVER_TIMING_BYTES
+            or any(n > MAX_TEXT_BYTES for i, n in enumerate(sizes) if i != _ST)):
+        url, texts = fit_strings(url, list(texts), budget)
+    return url.encode("utf-8", "surrogateescape"), "\0".join(texts).encode("utf-8", "surrogateescape")
+
+
+def _unknown(phase: object) -> ValueError:
+    return ValueError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
+
+
+def _write_slot(phase: str) -> int:
+    try:
+        return _WRITE_SLOT[phase]
+    except (KeyError, TypeError):
+        if phase == _WORKER_START:
+            raise ValueError("worker_start is always 0: restiming has no service workers") from None
+        raise _unknown(phase) from None
 
 
 def _text(value: object, what: str) -> str:
@@ -49,62 +97,79 @@ def _count(value: object, what: str, limit: int = _MAX_I64) -> int:
 
 
 class Recorder:
-    """An entry being recorded. Not thread-safe: one fetch, one owner."""
+    """An entry being recorded. Not thread-safe: one fetch, one owner.
 
-    __slots__ = ("_perf", "_rec", "name", "initiator_type", "_finished", "_url_b", "stamps")
+    ``stamps`` is a list of ``len(_fields.STAMPS)`` ints, CLOCK_MONOTONIC ns from the
+    C clock, 0 = unset; ``begin()`` sets ``start_time`` and ``fetch_start`` to the
+    same stamp. The engine may write ``rec.stamps[SLOT[name]] = ns`` directly."""
+
+    __slots__ = ("_perf", "stamps", "name", "initiator_type", "_finished", "_url_b")
 
     def __init__(self, perf, name: str, initiator_type: str) -> None:
+        now = _now()
+        self.stamps = [now, now] + _ZEROS  # start_time == fetch_start: one stamp
         self._perf = perf
         self.name = name
         self.initiator_type = initiator_type
         self._finished = False
         self._url_b = name.encode("utf-8", "surrogateescape")
-        rec = ffi.new("rt_record *")
-        ensure(_stamp(rec, _START), "stamping start_time")
-        rec.stamp[_FETCH] = rec.stamp[_START]  # same stamp without a redirect
-        self._rec = rec
-        self.stamps = rec.stamp  # indexable by SLOT; the engine writes C-clock ns here
 
     def stamp(self, phase: str) -> None:
-        """Stamp ``phase`` now with the C clock (no Python round trip for the value)."""
+        """Stamp ``phase`` now with the C clock. Any timestamp attribute of the entry
+        is accepted; ``response_start`` stamps the final response's first byte
+        (``final_response_headers_start``): the entry's ``response_start`` is that
+        stamp unless an interim response was stamped first (SPEC §3)."""
         try:
-            slot = SLOT[phase]
-        except KeyError:
-            raise ValueError(f"unknown phase {phase!r}; phases are {', '.join(STAMPS)}") from None
-        status = _stamp(self._rec, slot)
-        if status:
-            ensure(status, f"stamping {phase}")
+            slot = _WRITE_SLOT[phase]
+        except (KeyError, TypeError):
+            slot = _write_slot(phase)
+        self.stamps[slot] = _now()
 
     def set(self, phase: str, ns: int) -> None:
-        """Set ``phase`` to a monotonic nanosecond value (0 clears it)."""
-        try:
-            slot = SLOT[phase]
-        except KeyError:
-            raise ValueError(f"unknown phase {phase!r}") from None
-        self._rec.stamp[slot] = _count(ns, phase)
+        """Set ``phase`` to a monotonic nanosecond value (0 clears it); ``response_start``
+        as in ``stamp()``; ``worker_start`` only to 0."""
+        if phase == _WORKER_START and ns == 0:
+            return
+        self.stamps[_write_slot(phase)] = _count(ns, phase)
 
     def get(self, phase: str) -> int:
-        """The monotonic nanosecond value of ``phase`` (0 when unset)."""
-        return int(self._rec.stamp[SLOT[phase]])
+        """The monotonic nanosecond value of ``phase`` (0 when unset); for
+        ``response_start`` the entry's value: the first non-zero of
+        ``first_interim_response_start`` and ``final_response_headers_start``."""
+        try:
+            return self.stamps[SLOT[phase]]
+        except (KeyError, TypeError):
+            if phase == _RESPONSE_START:
+                return self.stamps[_FIRST_INTERIM] or self.stamps[_FINAL]
+            if phase == _WORKER_START:
+                return 0
+            raise _unknown(phase) from None
 
     def clear(self, *phases: str) -> None:
         """Unset ``phases`` (a redirect's next hop describes itself afresh)."""
-        stamp = self._rec.stamp
+        stamps = self.stamps
         for phase in phases:
-            stamp[SLOT[phase]] = 0
+            if phase == _WORKER_START:
+                continue
+            stamps[_write_slot(phase)] = 0
 
     def mark_reused(self, tls: bool) -> None:
         """The stamps of a reused connection (SPEC §3): DNS and connect equal to
         fetch_start; secure_connection_start too for TLS, 0 for plain HTTP."""
-        stamp = self._rec.stamp
-        fetch = stamp[_FETCH]
+        stamps = self.stamps
+        fetch = stamps[_FETCH]
         for slot in _REUSE_SLOTS:
-            stamp[slot] = fetch
-        stamp[_SCS] = fetch if tls else 0
+            stamps[slot] = fetch
+        stamps[_SCS] = fetch if tls else 0
 
     def copy(self, dst: str, src: str) -> None:
         """Make ``dst`` the very same stamp as ``src`` (for the spec's equalities)."""
-        self._rec.stamp[SLOT[dst]] = self._rec.stamp[SLOT[src]]
+        value = self.get(src)
+        if dst == _WORKER_START:
+            if value:
+                raise ValueError("worker_start is always 0: restiming has no service workers")
+            return
+        self.stamps[_write_slot(dst)] = value
 
     @property
     def finished(self) -> bool:
@@ -143,40 +208,34 @@ class Recorder:
             raise RestimingError(f"entry for {self.name!r} was already finished")
         if error is not None and error not in ERROR_KINDS:
             raise ValueError(f"error must be one of {', '.join(ERROR_KINDS)} or None, got {error!r}")
-        rec = self._rec
-        if not rec.stamp[_END]:
-            ensure(_stamp(rec, _END), "stamping response_end")
+        stamps = self.stamps
+        if not stamps[_END]:
+            stamps[_END] = _now()
         if type(server_timing) is not str:
             server_timing = format_server_timing(server_timing)
-        counts = (response_status, encoded_body_size, decoded_body_size, bytes_sent, bytes_received,
-                  connection_id)
-        # Fast path: plain ints in range; anything else gets the exact error.
+        # Fast path: plain ints, none negative, the status within 3 digits; the upper
+        # bounds of the other counts are checked by the packing below. Anything else
+        # gets the exact error.
         if (type(response_status) is not int or type(encoded_body_size) is not int
                 or type(decoded_body_size) is not int or type(bytes_sent) is not int
                 or type(bytes_received) is not int or type(connection_id) is not int
-                or min(counts) < 0 or response_status > 999 or connection_id > _MAX_U32
-                or max(counts) > _MAX_I64):
-            for value, (what, limit) in zip(counts, _COUNT_LIMITS):
-                _count(value, what, limit)
+                or response_status > 999
+                or (response_status | encoded_body_size | decoded_body_size | bytes_sent | bytes_received
+                    | connection_id) < 0):
+            self._check_counts(response_status, encoded_body_size, decoded_body_size, bytes_sent,
+                               bytes_received, connection_id)
+        if intended_start is not None:
+            stamps[_INTENDED] = _count(intended_start, "intended_start")
         flags = _REUSED if connection_reused else 0
         if error is not None or not timing_allow_passed:
             flags |= _TAO_FAILED
             for slot in _OPAQUE_SLOTS:
-                rec.stamp[slot] = 0
-            rec.stamp[_FETCH] = rec.stamp[_START]
+                stamps[slot] = 0
+            stamps[_FETCH] = stamps[_START]
             encoded_body_size = decoded_body_size = 0
             next_hop_protocol = server_timing = ""
             if error is not None:
                 response_status = 0
-        rec.response_status = response_status
-        rec.encoded_body_size = encoded_body_size
-        rec.decoded_body_size = decoded_body_size
-        rec.bytes_sent = bytes_sent
-        rec.bytes_received = bytes_received
-        rec.connection_id = connection_id
-        if intended_start is not None:
-            rec.stamp[_INTENDED] = _count(intended_start, "intended_start")
-        rec.flags = flags
         texts = (self.initiator_type, next_hop_protocol, content_type, content_encoding, delivery_type,
                  server_timing, error or "", error_message or "", remote_address, tls_version)
         try:
@@ -184,12 +243,34 @@ class Recorder:
         except TypeError:
             texts = tuple(_text(t, what) for t, what in zip(texts, TEXTS))
             text = "\0".join(texts)
-        if text.count("\0") != len(texts) - 1:
+        if text.count("\0") != _NSEP:
             # NUL separates the strings of a record; it cannot occur in HTTP fields.
-            text = "\0".join(t.replace("\0", "\ufffd") for t in texts)
+            texts = tuple(t.replace("\0", "\ufffd") for t in texts)
+            text = "\0".join(texts)
         text_b = text.encode("utf-8", "surrogateescape")
-        url = self._url_b
-        rec.url_len = len(url)
-        rec.text_len = len(text_b)
+        url_b = self._url_b
+        perf = self._perf
+        if len(text_b) > FAST_TEXT_BOUND or len(url_b) + len(text_b) > perf._string_budget:
+            url_b, text_b = _bounded(self.name, texts, perf._string_budget)
+        try:
+            head = _pack(*stamps, encoded_body_size, decoded_body_size, bytes_sent, bytes_received,
+                         connection_id, response_status, flags, len(url_b), len(text_b))
+        except struct.error:
+            self._check_counts(response_status, encoded_body_size, decoded_body_size, bytes_sent,
+                               bytes_received, connection_id)
+            self._check_stamps()
+            raise
         self._finished = True
-        return self._perf._publish(rec, url + text_b)
+        return perf._publish(head + url_b + text_b)
+
+    @staticmethod
+    def _check_counts(*counts: object) -> None:
+        for value, (what, limit) in zip(counts, _COUNT_LIMITS):
+            _count(value, what, limit)
+
+    def _check_stamps(self) -> None:
+        stamps = self.stamps
+        if len(stamps) != len(STAMPS):
+            raise ValueError(f"rec.stamps must have {len(STAMPS)} slots, has {len(stamps)}")
+        for name, value in zip(STAMPS, stamps):
+            _count(value, name)

@@ -17,7 +17,8 @@ __all__ = ["Ring", "RingStats", "Store", "iter_records"]
 RingStats = namedtuple(
     "RingStats",
     "ncells head tail primary limit secondary secondary_cap dropped_overflow "
-    "rejected_ring_full published pending owner_pid origin_realtime_ns origin_monotonic_ns",
+    "rejected_ring_full published pending owner_pid origin_realtime_ns origin_monotonic_ns "
+    "corrupt_records lost_stuck",
 )
 
 _UNLIMITED = 2**62
@@ -75,6 +76,16 @@ class Ring:
     def publish(self, rec, strings: bytes) -> int:
         return ensure(lib.rt_ring_publish(self.ptr, rec, strings, len(strings)), "publishing a record")
 
+    def publish_raw(self, packed: bytes) -> int:
+        """Publish one packed record (``_fields.RECORD`` then its strings)."""
+        return ensure(lib.rt_ring_publish_raw(self.ptr, packed, len(packed)), "publishing a record")
+
+    def skip_stuck(self, at: int) -> int:
+        """Step over a reservation stuck at head position ``at``; cells skipped (0: none)."""
+        skipped = ffi.new("uint64_t *")
+        ensure(lib.rt_ring_skip_stuck(self.ptr, at, skipped), "skipping a stuck record")
+        return int(skipped[0])
+
     def drain_into(self, buf: bytearray, offset: int, max_count: int = 1 << 20):
         """Drain one same-class run into ``buf[offset:]``; returns (used, count, klass).
 
@@ -97,7 +108,8 @@ class Ring:
         ensure(lib.rt_ring_stats_get(self.ptr, s), "reading ring stats")
         return RingStats(s.ncells, s.head, s.tail, s.primary, s.limit, s.secondary, s.secondary_cap,
                          s.dropped_overflow, s.rejected_ring_full, s.published, s.pending,
-                         s.owner_pid, s.origin_realtime_ns, s.origin_monotonic_ns)
+                         s.owner_pid, s.origin_realtime_ns, s.origin_monotonic_ns,
+                         s.corrupt_records, s.lost_stuck)
 
     def set_limit(self, limit: int) -> None:
         ensure(lib.rt_ring_set_limit(self.ptr, min(limit, _UNLIMITED)), "setting the buffer size")
