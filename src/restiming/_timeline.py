@@ -537,6 +537,23 @@ class Performance:
         entries.sort(key=_BY_START)
         return entries
 
+    def _drain_raw(self) -> list[tuple[bytearray | bytes, int, int]]:
+        """Like ``drain()`` but packed: take and remove every buffered record and return
+        ``(buffer, start, end)`` spans of length-prefixed records (``_ring.iter_records``
+        reads them; ``_fields.RECORD`` unpacks each body), in arrival order, unsorted.
+        For consumers that aggregate without building an entry per record (the bench)."""
+        self._check_queryable()
+        self._sync()
+        with self._lock:
+            spans = [(buf, 0, used) for buf, used, _ in self._store.chunks if used]
+            spans.extend((packed, 0, len(packed)) for packed in self._secondary)
+            n = self._store.count
+            self._store.clear()
+            self._ring.release_primary(n)
+            self._ring.release_secondary(len(self._secondary))
+            self._secondary = []
+        return spans
+
     @property
     def dropped_entries(self) -> int:
         """Entries that never made it into the buffer: no room in the secondary
