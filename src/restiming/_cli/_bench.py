@@ -411,7 +411,10 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
     merged = agg.merged()
     open_loop = cfg.open_loop
     totals = _group_summary(merged, agg, elapsed, open_loop)
-    groups = [_group_summary(g, agg, elapsed, open_loop) for g in agg.groups.values()] if agg.groups else []
+    order = {u: i for i, u in enumerate(cfg.urls)}
+    ordered = sorted(agg.groups.values(), key=lambda g: (order.get(g.name, len(order)), g.name)
+                     if cfg.group_by == "url" else (g.name == "error", g.name))
+    groups = [_group_summary(g, agg, elapsed, open_loop) for g in ordered]
     sent = sum(r.get("sent", 0) for r in results)
     dropped = sum(r.get("dropped", 0) for r in results)
     warm_sent = sum(r.get("warmup_sent", 0) for r in results)
