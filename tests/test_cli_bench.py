@@ -273,3 +273,22 @@ def test_progress_line_has_target_rate_errors_p99_and_eta(nginx):
     assert code == 0
     line = err.getvalue().split("\r")[-1]
     assert "200/200 done" in line and "req/s" in line and "errors" in line and "p99" in line and "ETA" in line
+
+
+def test_har_request_headers_are_the_ones_sent(scripted_server, tmp_path):
+    server = scripted_server()
+    har = tmp_path / "f.har"
+    code, _, _ = run("--har", str(har), "-H", "X-Trace: 1", "-d", "q=2", server.url("/form"))
+    assert code == 0
+    received = [(n.decode().lower(), v.decode()) for n, v in server.requests[0].headers]
+    entry = json.loads(har.read_text())["log"]["entries"][0]
+    listed = [(h["name"].lower(), h["value"]) for h in entry["request"]["headers"]]
+    assert sorted(listed) == sorted(received)
+    assert entry["request"]["method"] == "POST" and entry["request"]["bodySize"] == 3
+
+    har = tmp_path / "b.har"
+    code, text, _ = bench(server.url("/b"), "-n", "3", "-c", "1", "--har", str(har))
+    assert code == 0, text
+    received = sorted((n.decode().lower(), v.decode()) for n, v in server.requests[-1].headers)
+    for entry in json.loads(har.read_text())["log"]["entries"]:
+        assert sorted((h["name"].lower(), h["value"]) for h in entry["request"]["headers"]) == received
