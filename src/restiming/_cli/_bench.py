@@ -348,8 +348,8 @@ def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) 
     def on_start(start_ns: int) -> None:
         agg.start(start_ns + int(cfg.warmup * 1e9))
         wall["start"] = progress_line.started = time.monotonic() + (start_ns - restiming.clock.now_ns()) / 1e9
-        if hlog is not None:
-            hlog.start = started_at
+        if hlog is not None:  # intervals count from the end of the warm-up
+            hlog.start = time.time() + (start_ns - restiming.clock.now_ns()) / 1e9 + cfg.warmup
 
     with _Interrupt() as interrupt:
         try:

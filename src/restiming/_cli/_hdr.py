@@ -129,16 +129,25 @@ class HlogWriter:
     def __init__(self, f: TextIO, start_epoch_s: float, tag: str = "total") -> None:
         self.f = f
         self.tag = tag
-        self.start = start_epoch_s
-        f.write("#[Histogram log format version 1.3]\n")
-        f.write(f"#[StartTime: {start_epoch_s:.3f} (seconds since epoch), "
-                f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime(start_epoch_s))}]\n")
-        f.write(f"#[BaseTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
-        f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+        self.start = start_epoch_s  # may be moved until the first interval is written
+        self._head = False
+
+    def _header(self) -> None:
+        if self._head:
+            return
+        self._head = True
+        start = self.start
+        self.f.write("#[Histogram log format version 1.3]\n")
+        self.f.write(f"#[StartTime: {start:.3f} (seconds since epoch), "
+                     f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime(start))}]\n")
+        self.f.write(f"#[BaseTime: {start:.3f} (seconds since epoch)]\n")
+        self.f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
 
     def interval(self, start_s: float, length_s: float, h: Histogram) -> None:
         """One interval starting ``start_s`` seconds after the log's start."""
+        self._header()
         self.f.write(f"Tag={self.tag},{start_s:.3f},{length_s:.3f},{h.max / 1e6:.3f},{encode_histogram(h)}\n")
 
     def close(self) -> None:
+        self._header()
         self.f.close()
