@@ -292,3 +292,11 @@ def test_har_request_headers_are_the_ones_sent(scripted_server, tmp_path):
     received = sorted((n.decode().lower(), v.decode()) for n, v in server.requests[-1].headers)
     for entry in json.loads(har.read_text())["log"]["entries"]:
         assert sorted((h["name"].lower(), h["value"]) for h in entry["request"]["headers"]) == received
+
+
+def test_bad_client_options_are_usage_errors(nginx, tmp_path):
+    for argv in (["--origin", "bad"], ["--cacert", str(tmp_path / "missing.pem")], ["--timeout", "0"]):
+        code, _, err = bench(nginx.url("/small.txt"), "-n", "1", *argv)
+        assert code == 2, (argv, err)
+        code, _, err = run(nginx.url("/small.txt"), *argv)
+        assert code == 2, (argv, err)

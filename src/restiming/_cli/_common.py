@@ -91,8 +91,16 @@ def client_options(args) -> dict:
         verify = False
     elif args.cacert:
         verify = args.cacert
-    return {"origin": args.origin, "timeout": args.timeout, "verify": verify,
-            "follow_redirects": not args.no_redirects, "max_redirects": args.max_redirects}
+    options = {"origin": args.origin, "timeout": args.timeout, "verify": verify,
+               "follow_redirects": not args.no_redirects, "max_redirects": args.max_redirects}
+    # A client built and dropped here turns a bad --origin or --cacert into a usage
+    # error before anything runs (bench workers would otherwise each fail alone).
+    try:
+        with restiming.Performance() as perf:
+            restiming.Client(perf, **options)
+    except (ValueError, TypeError, OSError) as exc:
+        raise UsageError(f"restiming: {exc}") from None
+    return options
 
 
 def user_agent() -> str:
