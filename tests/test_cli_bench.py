@@ -300,3 +300,17 @@ def test_bad_client_options_are_usage_errors(nginx, tmp_path):
         assert code == 2, (argv, err)
         code, _, err = run(nginx.url("/small.txt"), *argv)
         assert code == 2, (argv, err)
+
+
+def test_group_by_status_and_method_in_process(nginx, tmp_path):
+    summary = tmp_path / "s.json"
+    urls = [nginx.url("/small.txt"), nginx.url("/status/404")]
+    code, text, _ = bench(*urls, "-n", "40", "-c", "2", "--workers", "0", "--group-by", "status",
+                          "--summary", str(summary))
+    assert code == 0, text
+    data = json.loads(summary.read_text())
+    assert {g["name"]: g["requests"] for g in data["groups"]} == {"200": 20, "404": 20}
+    assert "by status" in text
+    code, text, _ = bench(*urls, "-n", "10", "--workers", "0", "--group-by", "method", "--summary", str(summary))
+    assert [g["name"] for g in json.loads(summary.read_text())["groups"]] == ["GET"]
+    assert code == 0

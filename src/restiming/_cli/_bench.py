@@ -414,6 +414,8 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
     order = {u: i for i, u in enumerate(cfg.urls)}
     ordered = sorted(agg.groups.values(), key=lambda g: (order.get(g.name, len(order)), g.name)
                      if cfg.group_by == "url" else (g.name == "error", g.name))
+    if cfg.group_by == "method":  # one method per run: one group, named by it
+        ordered = agg.all_groups()
     groups = [_group_summary(g, agg, elapsed, open_loop) for g in ordered]
     sent = sum(r.get("sent", 0) for r in results)
     dropped = sum(r.get("dropped", 0) for r in results)
