@@ -16,7 +16,7 @@ import restiming
 __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_THRESHOLDS", "EXIT_INTERRUPTED",
     "UsageError", "Help", "Parser", "parse_headers", "read_body", "add_request_options",
-    "client_options", "request_headers", "user_agent", "run_loop",
+    "client_options", "request_headers", "sent_headers", "user_agent", "run_loop",
 ]
 
 #: Exit codes. 0: success (every threshold passed); 1: a fetch failed, no request of
