@@ -156,15 +156,20 @@ def test_bench_open_loop_corrects_for_a_slow_server(scripted_server, tmp_path):
 
     server = scripted_server(handler)
     summary = tmp_path / "s.json"
-    code, text = _bench(server.url("/"), "--rate", "60", "-d", "1.5", "-c", "1", "--workers", "2",
+    code, text = _bench(server.url("/"), "--rate", "60", "-z", "1.5", "-c", "1", "--workers", "2",
                         "--summary", str(summary))
     assert code == 0, text
     data = json.loads(summary.read_text())
-    assert data["mode"] == "open"
-    assert data["completed"] + sum(data["errors"].values()) == data["sent"]
+    assert data["mode"] == "open" and data["workers"] == 1 and data["concurrency"] == 1
+    assert data["completed"] + sum(data["errors"].values()) == data["sent"] == 90
+    # Each request starts on schedule (start_time == its intended start, to the
+    # dispatcher's lateness) and waits for the one connection inside its own entry:
+    # the stall shows as queue time, and corrected >= total always.
     corrected, raw = data["phases"]["corrected"], data["phases"]["total"]
-    assert corrected["p99_ms"] > raw["p99_ms"]
+    assert corrected["mean_ms"] > raw["mean_ms"]
+    assert corrected["p99_ms"] >= raw["p99_ms"] > 200
     assert corrected["max_ms"] >= raw["max_ms"]
+    assert data["phases"]["queue"]["p99_ms"] > 150
     assert "late starts" in text and "total*" in text
 
 
@@ -205,7 +210,7 @@ def test_sigint_still_writes_the_summary(tmp_path):
     summary = tmp_path / "s.json"
     with DemoServer() as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "restiming", "bench", server.url("/api/items"), "-d", "30", "-c", "4",
+            [sys.executable, "-m", "restiming", "bench", server.url("/api/items"), "-z", "30", "-c", "4",
              "--workers", "2", "--summary", str(summary)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env())
         try:
@@ -237,17 +242,3 @@ def test_progress_line_only_on_a_terminal():
         assert main(["bench", server.url("/api/items"), "-n", "50", "-c", "4", "--workers", "0"], stdout=plain) == 0
     assert "\r" in tty.getvalue() and "req/s" in tty.getvalue().split("restiming bench")[0]
     assert "\r" not in plain.getvalue()
-
-
-def test_time_series_stays_bounded_and_loses_no_request():
-    from restiming._cli._stats import MAX_SLOTS, Aggregator
-
-    agg = Aggregator(open_loop=False)
-    agg.t0_ms = 0.0
-    for i in range(2 * MAX_SLOTS + 100):  # one request a second, for over 20 minutes
-        agg._slot(i * 1000.0, 5.0 if i % 10 else None)
-    rows = agg.timeline()
-    assert len(rows) <= MAX_SLOTS and rows[0]["width"] == 4.0
-    assert sum(r["count"] for r in rows) == 2 * MAX_SLOTS + 100
-    assert sum(r["errors"] for r in rows) == (2 * MAX_SLOTS + 100 + 9) // 10
-    assert all(4.5 <= r["p50_ms"] <= 5.5 for r in rows)

@@ -239,3 +239,53 @@ def test_report_draws_in_headless_chromium(tmp_path):
     assert png.stat().st_size > 20_000
     assert _png_distinct_bytes(png) > 64
     assert not _console_errors(shot.stderr), _console_errors(shot.stderr)
+
+
+@pytest.mark.nginx
+def test_report_of_a_real_run_in_headless_chromium(nginx, tmp_path, free_port):
+    """A real bench (several URLs, a 404, a refused port): every chart has points,
+    the per-group table has one row per URL, no console errors."""
+    binary = _chromium()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium not installed")
+    import io
+
+    from restiming.__main__ import main
+
+    page = tmp_path / "report.html"
+    urls = [nginx.url("/small.txt"), nginx.url("/text.html"), nginx.url("/status/404"),
+            f"http://127.0.0.1:{free_port()}/"]
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["bench", *urls, "--rate", "200", "-z", "1.5", "-c", "4", "--workers", "0", "--no-progress",
+                 "--html", str(page), "--threshold", "failures:rate<1%"], stdout=out, stderr=err)
+    assert code == 99, out.getvalue() + err.getvalue()
+    text = page.read_text()
+    table = text.split('id="group-table"', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + len(urls)  # the head row, then one per URL
+    assert all(html_escape(u) in table for u in urls)
+    assert "['" not in text.split("<main>")[0]  # URLs as a list, not a Python repr
+    assert restiming.__version__ in text and "restiming bench" in text
+
+    dom = _run_chromium(binary, tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom.stdout).group(1)))
+    assert "data-error" not in attrs, attrs.get("data-error")
+    assert int(attrs["data-charts"]) == 4, attrs
+    for chart in ("timeline", "phases", "spectrum", "waterfall"):
+        assert int(attrs.get(f"data-points-{chart}", 0)) > 0, (chart, attrs)
+    assert int(attrs["data-points-timeline"]) >= 50 * 2  # >= 50 slots: a bar and line points each
+    assert not _console_errors(dom.stderr), _console_errors(dom.stderr)
+    # Sampled waterfall: new connections (a connect segment) and the failures are in it.
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', text, re.S).group(1))
+    kinds = {(r["error"], r["reused"], r["ok"]) for r in data["samples"]}
+    assert ("connect", False, False) in kinds
+    assert any(any(seg[0] == "connect" for seg in r["segments"]) for r in data["samples"])
+    assert any(not r["ok"] and not r["error"] for r in data["samples"])
+
+
+def html_escape(s: str) -> str:
+    import html
+
+    return html.escape(s)

@@ -1,226 +1,228 @@
-"""``restiming bench``: a load generator on the engine.
+"""``restiming bench``: a load generator people can gate CI on.
 
-Closed loop (``-c`` concurrent request loops, ``-n`` requests or ``-d`` seconds) or
-open loop (``--rate`` requests per second on a fixed schedule: each request carries
-its intended start, so latency is measured from when it *should* have started and a
-slow server cannot hide behind a slowed client, i.e. no coordinated omission).
+Closed loop (``-c`` concurrent request loops, ``-n`` requests or ``-z`` seconds) or
+open loop (``--rate`` requests per second, or ``--stages`` ramping the arrival rate,
+on a fixed schedule: see ``_load``). ``--workers N`` runs the load in N processes
+(``_runner``) attached to one shared-memory timeline; ``-c`` is the total over all of
+them. The parent drains packed records every few ms into per-group histograms
+(``_stats``, no Python entry per request) and, only when asked, NDJSON/CSV/HAR files.
 
-``--workers N`` starts N processes (spawn), each with its own uvloop and Client,
-attached to one shared-memory timeline; the parent drains it every few ms into
-histograms and the output files, so no entry is pickled. Workers receive the
-schedule's start time from the parent and report only their sent count at the end.
-Ctrl-C sets a stop flag; in-flight requests end, and what was measured is printed.
+Every request ends as one outcome: an expected status (``--expect-status``, default
+200-399), an unexpected status, a network error (by kind) or, in an open loop, dropped
+(not sent: ``--max-in-flight`` requests were already in flight). Thresholds
+(``_thresholds``) and the outcomes make the exit code (``_common``): 0 passed, 99 a
+threshold failed, 1 nothing succeeded / entries went missing / arrivals were dropped,
+2 usage, 70 internal error, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
+import datetime
 import json
-import multiprocessing
+import math
 import os
-import queue as queue_mod
-import resource
+import platform
+import re
+import shlex
 import signal
 import threading
 import time
 from typing import TextIO
 
 import restiming
-from restiming import clock
+from restiming._entry import decode_record
 from restiming._url import parse_url
 from restiming.phases import phase_durations
 
-from ._main import (
-    EXIT_FETCH_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    _Parser,
-    _read_body,
-    _UsageError,
-    add_request_options,
-    client_options,
-    parse_headers,
+from ._common import (
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, Parser, UsageError, add_request_options,
+    client_options, request_headers, sent_headers,
 )
+from ._hdr import HlogWriter, encode_histogram
+from ._hist import Histogram
+from ._load import DEFAULT_MAX_IN_FLIGHT
+from ._runner import InProcessRunner, ProcessRunner
 from ._stats import HIST_PHASES, Aggregator
+from ._thresholds import parse_expect_status, parse_threshold
 
-__all__ = ["run_bench_cli", "run_bench", "BenchConfig"]
+__all__ = ["run_bench_cli", "run_bench", "BenchConfig", "format_summary", "bench_parser"]
 
-DRAIN_INTERVAL = 0.02
-#: Seconds in-flight requests get to finish after a stop (Ctrl-C) before they are cancelled.
-STOP_GRACE = 2.0
-#: Open loop: requests one worker keeps in flight at most; later ones wait (and show as late).
-MAX_IN_FLIGHT = 10_000
 CSV_COLUMNS = ("name", "start_time", "intended_start", "duration", "response_status", "error",
                "connection_id", "connection_reused", "encoded_body_size", "decoded_body_size",
-               "bytes_sent", "bytes_received") + HIST_PHASES + ("corrected",)
+               "bytes_sent", "bytes_received") + HIST_PHASES
+_AGG_PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
+
+
+def parse_duration(text: str, what: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise UsageError(f"{what} {text!r}: write seconds, e.g. 10, 10s, 500ms, 2m")
+    return float(m[1]) * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m[2]]
+
+
+def parse_stages(text: str) -> list[tuple[float, float]]:
+    """``'10s:100,30s:500,10s:0'`` -> [(10.0, 100.0), (30.0, 500.0), (10.0, 0.0)]."""
+    stages = []
+    for part in text.split(","):
+        dur, sep, target = part.partition(":")
+        if not sep:
+            raise UsageError(f"--stages {text!r}: each stage is DURATION:RATE, e.g. 10s:100")
+        seconds = parse_duration(dur, "--stages")
+        try:
+            rate = float(target)
+        except ValueError:
+            raise UsageError(f"--stages {text!r}: {target!r} is not a rate") from None
+        if not seconds > 0 or not rate >= 0 or not math.isfinite(rate):
+            raise UsageError(f"--stages {text!r}: durations must be > 0 and rates >= 0")
+        stages.append((seconds, rate))
+    if not any(r > 0 for _, r in stages):
+        raise UsageError(f"--stages {text!r}: every target rate is 0, nothing would be sent")
+    return stages
 
 
 class BenchConfig:
     def __init__(self, urls, *, method="GET", headers=(), body=None, concurrency=10, requests=None,
-                 duration=None, rate=None, workers=1, client=None) -> None:
+                 duration=None, rate=None, stages=None, warmup=0.0, workers=1, client=None,
+                 max_in_flight=DEFAULT_MAX_IN_FLIGHT, group_by=None, expect_status="200-399",
+                 thresholds=()) -> None:
         if concurrency < 1:
-            raise _UsageError("concurrency (-c) must be >= 1")
+            raise UsageError("concurrency (-c) must be >= 1")
         if requests is not None and requests < 1:
-            raise _UsageError("requests (-n) must be >= 1")
+            raise UsageError("requests (-n) must be >= 1")
         if duration is not None and not duration > 0:
-            raise _UsageError("duration (-d) must be > 0 seconds")
-        if rate is not None and not rate > 0:
-            raise _UsageError("--rate must be > 0 requests per second")
+            raise UsageError("duration (-z) must be > 0 seconds")
+        if rate is not None and not (rate > 0 and math.isfinite(rate)):
+            raise UsageError("--rate must be > 0 requests per second")
         if workers < 0:
-            raise _UsageError("--workers must be >= 0")
-        if requests is None and duration is None:
+            raise UsageError("--workers must be >= 0")
+        if not warmup >= 0:
+            raise UsageError("--warmup must be >= 0 seconds")
+        if max_in_flight < 1:
+            raise UsageError("--max-in-flight must be >= 1")
+        if stages and duration is not None:
+            raise UsageError("--stages sets the duration; do not give -z as well")
+        if requests is None and duration is None and not stages:
             requests = 1000
         self.urls = list(urls)
         self.method = method
         self.headers = list(headers)
         self.body = body
+        self.requested_concurrency = concurrency
+        self.requested_workers = workers
+        # -c is the total: never more workers than connections.
+        self.workers = min(workers, concurrency)
         self.concurrency = concurrency
         self.requests = requests
         self.duration = duration
         self.rate = rate
-        self.workers = workers
+        self.stages = list(stages) if stages else None
+        self.warmup = warmup
         self.client = dict(client or {})
+        self.max_in_flight = max_in_flight
+        self.group_by = group_by if group_by else ("url" if len(set(self.urls)) > 1 else None)
+        self.expected, self.expect_text = parse_expect_status(expect_status)
+        self.thresholds = [parse_threshold(t) for t in thresholds]
 
-    def share(self, index: int, n: int) -> dict:
-        """This worker's part of the load."""
-        def split(total):
-            return None if total is None else total // n + (1 if index < total % n else 0)
-        return {"urls": self.urls, "method": self.method, "headers": self.headers, "body": self.body,
-                "concurrency": max(1, split(self.concurrency)), "requests": split(self.requests),
-                "duration": self.duration, "rate": None if self.rate is None else self.rate,
-                "index": index, "workers": n, "client": self.client}
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None or self.stages is not None
 
+    def schedule(self):
+        if self.stages:
+            return self.stages, (self.rate or 0.0)
+        if self.rate is not None:
+            return [(self.duration if self.duration is not None else math.inf, self.rate)], self.rate
+        return None, 0.0
 
-# ---------------------------------------------------------------- worker side
-async def _generate(perf, share: dict, start_ns: int, stop) -> int:
-    """Run one worker's load; returns how many requests it started."""
-    loop = asyncio.get_running_loop()
-    conc = share["concurrency"]
-    limits = restiming.Limits(max_connections=conc, max_connections_per_origin=conc)
-    urls, method, headers, body = share["urls"], share["method"], share["headers"], share["body"]
-    n = share["requests"]
-    deadline_ns = None if share["duration"] is None else start_ns + int(share["duration"] * 1e9)
-    sent = 0
-    stopped = stop.is_set if stop is not None else (lambda: False)
+    @property
+    def planned_seconds(self) -> float | None:
+        if self.stages:
+            return sum(s for s, _ in self.stages)
+        return self.duration
 
-    def more() -> bool:
-        return not stopped() and (n is None or sent < n) and (deadline_ns is None or clock.now_ns() < deadline_ns)
+    @property
+    def target(self) -> int | None:
+        """Requests the run will send when known in advance (progress and ETA)."""
+        if self.requests is not None:
+            return self.requests
+        if self.stages:
+            r0, n = self.rate or 0.0, 0.0
+            for seconds, r1 in self.stages:
+                n += (r0 + r1) / 2 * seconds
+                r0 = r1
+            return int(math.ceil(n))
+        if self.rate is not None and self.duration is not None:
+            return int(math.ceil(self.rate * self.duration))
+        return None
 
-    async with restiming.Client(perf, limits=limits, **share["client"]) as client:
-        delay = (start_ns - clock.now_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def shares(self) -> list[dict]:
+        """One part of the load per worker process (one in-process share for 0)."""
+        n = max(self.workers, 1)
+        schedule, start_rate = self.schedule()
+        warmup_rate = self.rate if self.rate is not None else (self.stages[0][1] if self.stages else None)
 
-        async def one(url, intended=None):
-            try:
-                await client.fetch(url, method=method, headers=headers, body=body, intended_start=intended)
-            except restiming.FetchError:
-                pass  # the entry carries the error
-
-        if share["rate"] is None:
-            async def looper():
-                nonlocal sent
-                while more():
-                    url = urls[sent % len(urls)]
-                    sent += 1
-                    await one(url)
-
-            tasks = [loop.create_task(looper()) for _ in range(conc)]
-        else:
-            period = 1e9 / share["rate"]
-            index, workers = share["index"], share["workers"]
-            tasks = set()
-            k = 0
-            while True:
-                intended = start_ns + int((k * workers + index) * period)
-                if deadline_ns is not None and intended >= deadline_ns:
-                    break
-                if not more():
-                    break
-                wait = (intended - clock.now_ns()) / 1e9
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                while len(tasks) >= MAX_IN_FLIGHT and not stopped():
-                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                task = loop.create_task(one(urls[sent % len(urls)], intended))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                sent += 1
-                k += 1
-            tasks = list(tasks)
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.05)
-            if stopped() and pending:
-                _, pending = await asyncio.wait(pending, timeout=STOP_GRACE)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    await asyncio.wait(pending)
-                break
-    return sent
+        def split(total, i):
+            return None if total is None else total // n + (1 if i < total % n else 0)
+        return [{"urls": self.urls, "method": self.method, "headers": self.headers, "body": self.body,
+                 "concurrency": split(self.concurrency, i),
+                 "requests": self.requests if schedule is not None else split(self.requests, i),
+                 "duration": self.duration, "schedule": schedule, "start_rate": start_rate,
+                 "warmup": self.warmup, "warmup_rate": warmup_rate,
+                 "max_in_flight": -(-self.max_in_flight // n),
+                 "index": i, "workers": n, "client": self.client} for i in range(n)]
 
 
-def _worker_main(share_name: str, share: dict, stop, results, start_value) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    perf = restiming.Performance.attach(share_name)
-    sent = 0
-    try:
-        results.put(("ready", share["index"]))
-        deadline = time.monotonic() + 120
-        while not start_value.value and time.monotonic() < deadline and not stop.is_set():
-            time.sleep(0.002)
-        sent = _run_loop(_generate(perf, share, start_value.value, stop))
-    finally:
-        perf.close()
-        results.put(("done", share["index"], sent, perf.dropped_entries, _peak_rss_mb()))
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set size, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _run_loop(coro):
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
-# ---------------------------------------------------------------- parent side
+# ---------------------------------------------------------------- outputs
 class _Outputs:
-    """Streams drained entries to the files asked for; constant memory."""
+    """Streams drained records to the files asked for (entries built only here)."""
 
-    def __init__(self, args, time_origin: float) -> None:
+    def __init__(self, args, time_origin: float, origin_ns: int, cfg: BenchConfig) -> None:
         self.time_origin = time_origin
-        self.ndjson = open(args.out, "w", encoding="utf-8") if args.out else None
-        self.csv_file = open(args.csv, "w", encoding="utf-8", newline="") if args.csv else None
+        self.origin_ns = origin_ns
+        self.cfg = cfg
+        out = getattr(args, "out", None)
+        csv_path = getattr(args, "csv", None)
+        har = getattr(args, "har", None)
+        self.ndjson = open(out, "w", encoding="utf-8") if out else None
+        self.csv_file = open(csv_path, "w", encoding="utf-8", newline="") if csv_path else None
         self.csv = csv.writer(self.csv_file) if self.csv_file else None
         if self.csv:
             self.csv.writerow(CSV_COLUMNS)
         self.har = None
-        if args.har:
+        if har:
             from ._har import har_entry, har_header
 
             self._har_entry = har_entry
-            self.har = open(args.har, "w", encoding="utf-8")
+            self.har = open(har, "w", encoding="utf-8")
             self.har.write(har_header())
             self._har_first = True
+        self.active = bool(self.ndjson or self.csv or self.har)
+        self._sent_headers: dict[str, list] = {}
 
-    def write(self, data: dict, method: str) -> None:
+    def write_span(self, buf, start: int, end: int) -> None:
+        pos = start
+        while pos < end:
+            n = int.from_bytes(buf[pos:pos + 8], "little")
+            data = decode_record(buf, pos + 8, self.origin_ns).to_dict()
+            pos += 8 + ((n + 7) & ~7)
+            if data["initiator_type"] != "warmup":
+                self.write(data)
+
+    def write(self, data: dict) -> None:
         if self.ndjson:
             self.ndjson.write(json.dumps(data) + "\n")
         if self.csv:
             phases = phase_durations(data)
-            row = [data.get(c, "") if c not in phases else ("" if phases[c] is None else f"{phases[c]:.6f}")
-                   for c in CSV_COLUMNS]
-            self.csv.writerow(row)
+            self.csv.writerow([data.get(c, "") if c not in phases else
+                               ("" if phases[c] is None else f"{phases[c]:.6f}") for c in CSV_COLUMNS])
         if self.har:
-            record = dict(data, time_origin=self.time_origin, method=method)
+            url = data["name"]
+            sent = self._sent_headers.get(url)
+            if sent is None:
+                sent = self._sent_headers[url] = sent_headers(url, self.cfg.headers, self.cfg.body)
+            record = dict(data, time_origin=self.time_origin, method=self.cfg.method, request_headers=sent,
+                          request_body_size=len(self.cfg.body) if self.cfg.body is not None else None)
             self.har.write(("" if self._har_first else ",\n") + json.dumps(self._har_entry(record)))
             self._har_first = False
 
@@ -237,10 +239,14 @@ class _Outputs:
 
 
 class _Progress:
-    def __init__(self, out: TextIO, enabled: bool, expected: int | None) -> None:
-        self.out = out
+    """One line on stderr, rewritten in place: done/target, rate, errors, p99, ETA."""
+
+    def __init__(self, err: TextIO, enabled: bool, cfg: BenchConfig) -> None:
+        self.err = err
         self.enabled = enabled
-        self.expected = expected
+        self.target = cfg.target
+        self.planned = cfg.planned_seconds
+        self.warmup = cfg.warmup
         self.last = 0.0
         self.started = time.monotonic()
 
@@ -252,25 +258,34 @@ class _Progress:
             return
         self.last = now
         elapsed = now - self.started
+        measured = max(elapsed - self.warmup, 1e-9)
         done = agg.total
-        bar = ""
-        if self.expected:
-            filled = int(30 * min(done / self.expected, 1.0))
+        bar, eta = "", None
+        if self.target:
+            filled = int(30 * min(done / self.target, 1.0))
             bar = "[" + "#" * filled + "." * (30 - filled) + "] "
-        p99 = agg.hists["total"].percentile(99) / 1e6 if agg.hists["total"].count else 0.0
-        errors = sum(agg.errors.values())
-        self.out.write(f"\r{bar}{done} done  {done / max(elapsed, 1e-9):8.1f} req/s  "
-                       f"{errors} errors  p99 {p99:.2f} ms  {elapsed:5.1f} s ")
-        self.out.flush()
+            if done:
+                eta = (self.target - done) / (done / measured) if self.planned is None else None
+        if self.planned is not None:
+            eta = self.planned + self.warmup - elapsed
+        failed = sum(agg.errors.values()) + sum(c for g in agg.all_groups() for s, c in g.statuses.items()
+                                                 if not agg.expected(s))
+        rate = done / measured
+        target = f"/{self.target}" if self.target else ""
+        phase = "warm-up  " if elapsed < self.warmup else ""
+        eta_text = f"  ETA {max(eta, 0):.0f} s" if eta is not None else ""
+        self.err.write(f"\r{phase}{bar}{done}{target} done  {rate:8.1f} req/s  {failed} errors  "
+                       f"p99 {agg.p99_ms():.2f} ms  {elapsed:5.1f} s{eta_text} ")
+        self.err.flush()
 
     def finish(self) -> None:
         if self.enabled:
-            self.out.write("\n")
+            self.err.write("\n")
 
 
 class _Interrupt:
     """Ctrl-C as a flag: the parent checks it between drains, so a SIGINT never
-    lands in the middle of taking entries out of the timeline (they would be lost)."""
+    lands in the middle of taking records out of the timeline (they would be lost)."""
 
     def __init__(self) -> None:
         self.flag = threading.Event()
@@ -289,212 +304,336 @@ class _Interrupt:
         return self.flag.is_set()
 
 
-def _run_in_process(cfg: BenchConfig, perf, collect, progress_line, agg, interrupt: _Interrupt) -> int:
-    async def in_process() -> int:
-        # Drain and show progress while the load runs in this same loop.
-        task = asyncio.ensure_future(_generate(perf, cfg.share(0, 1), clock.now_ns(), interrupt))
-        while not task.done():
-            await asyncio.wait([task], timeout=0.1)
-            collect()
-            progress_line.update(agg)
-        return task.result()
-
-    return _run_loop(in_process())
-
-
-def _run_workers(cfg: BenchConfig, perf, collect, progress_line, agg, interrupt: _Interrupt):
-    """Start the workers, drain until they are done; returns their "done" messages
-    and the monotonic time the load started."""
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    results = ctx.Queue()
-    start_value = ctx.Value("q", 0)
-    procs = [ctx.Process(target=_worker_main, daemon=True, name=f"restiming-worker-{i}",
-                         args=(perf.share_name, cfg.share(i, cfg.workers), stop, results, start_value))
-             for i in range(cfg.workers)]
-    for p in procs:
-        p.start()
-    ready: set = set()
-    done: dict = {}
-
-    def receive(timeout: float) -> None:
-        try:
-            msg = results.get(timeout=timeout)
-        except queue_mod.Empty:
-            return
-        if msg[0] == "ready":
-            ready.add(msg[1])
-        else:
-            done[msg[1]] = msg
-
-    wall_start = time.monotonic()
-    try:
-        deadline = time.monotonic() + 120
-        while len(ready) + len(done) < len(procs) and not interrupt.is_set():
-            receive(0.1)
-            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
-                raise RuntimeError("bench workers failed to start")
-        # Everyone starts together, a little ahead, so the first intended starts
-        # are not already late.
-        start_value.value = clock.now_ns() + 20_000_000
-        wall_start = progress_line.started = time.monotonic()
-        stop_deadline = None
-        while len(done) < len(procs):
-            if interrupt.is_set() and stop_deadline is None:
-                stop.set()
-                stop_deadline = time.monotonic() + STOP_GRACE + 10
-            if stop_deadline is not None and time.monotonic() > stop_deadline:
-                break
-            receive(DRAIN_INTERVAL)
-            collect()
-            progress_line.update(agg)
-            if not any(p.is_alive() for p in procs):
-                receive(0.5)
-                if not any(p.is_alive() for p in procs) and len(done) < len(procs):
-                    break  # a worker died without reporting
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
-        results.close()
-        results.join_thread()
-    return done, wall_start
+# ---------------------------------------------------------------- the run
+def _slot_width(seconds: float | None) -> float:
+    """Slots for about 100 points over a run of known length (>= 50 whatever it is)."""
+    if not seconds:
+        return 0.1
+    raw = seconds / 100
+    step = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= step * m:
+            return max(step * m, 0.001)
+    return raw
 
 
-def run_bench(cfg: BenchConfig, out: TextIO, args, progress: bool) -> tuple[dict, int, Aggregator]:
+def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) -> tuple[dict, int, Aggregator]:
     """Run the load; returns (summary, exit code, aggregator)."""
-    agg = Aggregator(open_loop=cfg.rate is not None)
-    sent_total = 0
-    worker_dropped = 0
-    worker_rss: list[float] = []
+    hlog = None
+    hlog_path = getattr(args, "hlog", None)
     perf = restiming.Performance(buffer_size=1 << 40, shared=cfg.workers > 0)
-    outputs = _Outputs(args, perf.time_origin)
-    progress_line = _Progress(out, progress, cfg.requests)
-    wall_start = time.monotonic()
+    if hlog_path:
+        hlog = HlogWriter(open(hlog_path, "w", encoding="utf-8"), time.time())
+    agg = Aggregator(open_loop=cfg.open_loop, group_by=cfg.group_by, method=cfg.method,
+                     expected=cfg.expected, warmup=cfg.warmup > 0, slot_width=_slot_width(cfg.planned_seconds),
+                     hlog=hlog)
+    agg.origin_ns = perf._origin_ns
+    outputs = _Outputs(args, perf.time_origin, perf._origin_ns, cfg)
+    progress_line = _Progress(err, progress, cfg)
+    runner = runner or (ProcessRunner() if cfg.workers > 0 else InProcessRunner())
+    started_at = time.time()
+    wall = {"start": time.monotonic()}
+    results: list[dict] = []
 
     def collect() -> None:
-        for entry in perf.drain():
-            data = entry.to_dict()
-            agg.add(entry, data)
-            outputs.write(data, cfg.method)
+        for buf, start, end in perf._drain_raw():
+            agg.add_span(buf, start, end)
+            if outputs.active:
+                outputs.write_span(buf, start, end)
+
+    def tick() -> None:
+        collect()
+        progress_line.update(agg)
+
+    def on_start(start_ns: int) -> None:
+        agg.start(start_ns + int(cfg.warmup * 1e9))
+        wall["start"] = progress_line.started = time.monotonic() + (start_ns - restiming.clock.now_ns()) / 1e9
+        if hlog is not None:  # intervals count from the end of the warm-up
+            hlog.start = time.time() + (start_ns - restiming.clock.now_ns()) / 1e9 + cfg.warmup
 
     with _Interrupt() as interrupt:
         try:
-            if cfg.workers == 0:
-                sent_total = _run_in_process(cfg, perf, collect, progress_line, agg, interrupt)
-            else:
-                done, wall_start = _run_workers(cfg, perf, collect, progress_line, agg, interrupt)
-                sent_total = sum(msg[2] for msg in done.values())
-                worker_dropped = sum(msg[3] for msg in done.values())
-                worker_rss = [msg[4] for msg in done.values()]
+            results = runner.run(perf, cfg.shares(), tick=tick, stop=interrupt.is_set, on_start=on_start)
             collect()
         finally:
             progress_line.update(agg, force=True)
             progress_line.finish()
             outputs.close()
-            dropped = perf.dropped_entries + worker_dropped
+            agg.close_hlog()
+            lost = perf.dropped_entries + sum(r.get("lost", 0) for r in results)
             perf.close()
         interrupted = interrupt.is_set()
-    elapsed = max(time.monotonic() - wall_start, 1e-9)
+    elapsed = max(time.monotonic() - wall["start"] - cfg.warmup, 1e-9)
+    summary = _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args)
+    return summary, summary["exit_code"], agg
+
+
+def _phase_row(hist: Histogram, with_hdr: bool = True) -> dict:
+    if not hist.count:
+        return {"count": 0}
+    row = hist.summary_ms()
+    if with_hdr:
+        row["hdr"] = encode_histogram(hist)
+    return row
+
+
+def _group_summary(group, agg: Aggregator, elapsed: float, open_loop: bool) -> dict:
+    statuses = dict(sorted(group.statuses.items()))
+    errors = dict(sorted(group.errors.items()))
+    responses = sum(statuses.values())
+    expected = sum(c for s, c in statuses.items() if agg.expected(s))
+    ended = responses + sum(errors.values())
+    failures = ended - expected
+    phases = {name: _phase_row(h) for name, h in zip(HIST_PHASES, group.hists)
+              if name != "corrected" or open_loop}
+    return {"name": group.name, "requests": ended, "responses": responses, "expected": expected,
+            "unexpected": responses - expected, "errors": errors,
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "failures": failures, "failure_rate": failures / ended if ended else 0.0,
+            "rps": ended / elapsed, "ok_rps": expected / elapsed, "phases": phases}
+
+
+def _metric_value(t, hists: dict, totals: dict) -> float | None:
+    if t.metric == "failures":
+        return totals["failure_rate"] if totals["requests"] else None
+    if t.metric == "rps":
+        return totals["rps"]
+    h = hists.get(t.metric)
+    if h is None or not h.count:
+        return None
+    ns = {"avg": h.mean, "min": h.min, "max": h.max, "med": h.percentile(50)}.get(t.agg)
+    if t.agg == "p":
+        ns = h.percentile(t.percentile)
+    return ns / 1e6
+
+
+def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) -> dict:
+    merged = agg.merged()
+    open_loop = cfg.open_loop
+    totals = _group_summary(merged, agg, elapsed, open_loop)
+    order = {u: i for i, u in enumerate(cfg.urls)}
+    ordered = sorted(agg.groups.values(), key=lambda g: (order.get(g.name, len(order)), g.name)
+                     if cfg.group_by == "url" else (g.name == "error", g.name))
+    if cfg.group_by == "method":  # one method per run: one group, named by it
+        ordered = agg.all_groups()
+    groups = [_group_summary(g, agg, elapsed, open_loop) for g in ordered]
+    sent = sum(r.get("sent", 0) for r in results)
+    dropped = sum(r.get("dropped", 0) for r in results)
+    warm_sent = sum(r.get("warmup_sent", 0) for r in results)
+    accounted = totals["requests"] + agg.warmup_entries
+    missing = max(sent + warm_sent - accounted, 0) + lost
+    hists = dict(zip(HIST_PHASES, merged.hists))
+    thresholds = []
+    for t in cfg.thresholds:
+        value = _metric_value(t, hists, totals)
+        thresholds.append({"expr": t.text, "value": value, "unit": t.unit.strip(),
+                           "passed": value is not None and t.holds(value)})
+    late = agg.late_hist
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    elif missing or totals["expected"] == 0 or dropped:
+        code = EXIT_FAILED
+    elif not all(t["passed"] for t in thresholds):
+        code = EXIT_THRESHOLDS
+    else:
+        code = EXIT_OK
+    concurrency = sum(r.get("concurrency", 0) for r in results) or cfg.concurrency
     summary = {
-        "url": cfg.urls[0] if len(cfg.urls) == 1 else cfg.urls,
-        "mode": "open" if cfg.rate is not None else "closed",
-        "concurrency": cfg.concurrency,
-        "rate": cfg.rate,
+        "restiming_version": restiming.__version__,
+        "started_at": datetime.datetime.fromtimestamp(started_at, datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+        "command": "restiming bench " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []) or []),
+        "host": f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+                f"Python {platform.python_version()})",
+        "urls": cfg.urls,
+        "mode": "open" if open_loop else "closed",
+        "method": cfg.method,
+        "concurrency": concurrency,
         "workers": cfg.workers,
+        "requested": {"concurrency": cfg.requested_concurrency, "workers": cfg.requested_workers},
+        "rate": cfg.rate,
+        "stages": cfg.stages,
+        "warmup_s": cfg.warmup,
+        "max_in_flight": cfg.max_in_flight if open_loop else None,
         "duration_s": elapsed,
-        "sent": sent_total,
-        "completed": agg.completed,
-        "errors": dict(agg.errors),
-        "throughput_rps": agg.total / elapsed,
-        "late": ({"count": agg.late_count, "mean_ms": agg.late_sum / agg.late_count if agg.late_count else 0.0,
-                  "max_ms": agg.late_max} if cfg.rate is not None else None),
-        "phases": agg.phase_table(),
-        "dropped_entries": dropped,
-        "peak_rss_mb": {"parent": _peak_rss_mb(), "workers": worker_rss},
+        "expect_status": cfg.expect_text,
+        "group_by": cfg.group_by,
+        "sent": sent,
+        "completed": totals["responses"],
+        "expected": totals["expected"],
+        "unexpected": totals["unexpected"],
+        "errors": totals["errors"],
+        "dropped": dropped,
+        "missing": missing,
+        "warmup_requests": agg.warmup_entries,
+        "statuses": totals["statuses"],
+        "failures": totals["failures"],
+        "failure_rate": totals["failure_rate"],
+        "throughput_rps": totals["rps"],
+        "ok_throughput_rps": totals["ok_rps"],
+        "late": ({"count": _count_above(late, 1_000_000), "threshold_ms": 1.0, "early": agg.early,
+                  "p50_ms": late.percentile(50) / 1e6, "p99_ms": late.percentile(99) / 1e6,
+                  "max_ms": late.max / 1e6} if open_loop else None),
+        "phases": totals["phases"],
+        "groups": groups,
+        "thresholds": thresholds,
+        "exit_code": code,
+        "peak_rss_mb": {"workers": [r.get("rss_mb") for r in results]},
         "interrupted": interrupted,
     }
-    code = EXIT_INTERRUPTED if interrupted else (EXIT_FETCH_ERROR if agg.total < sent_total else EXIT_OK)
-    return summary, code, agg
+    return summary
+
+
+def _count_above(h: Histogram, value_ns: int) -> int:
+    """Values above ``value_ns`` (to the histogram's precision)."""
+    n = 0
+    for i, c in enumerate(h._counts):
+        if c and h._range(i)[0] > value_ns:
+            n += c
+    return n
+
+
+# ---------------------------------------------------------------- text
+def _fmt_row(label: str, row: dict, width: int = 13) -> str:
+    if not row.get("count"):
+        return f"  {label:<{width}}" + f"{'-':>10}" * 5 + f"{0:>9}"
+    return (f"  {label:<{width}}{row['p50_ms']:>10.3f}{row['p90_ms']:>10.3f}{row['p99_ms']:>10.3f}"
+            f"{row['p999_ms']:>10.3f}{row['max_ms']:>10.3f}{row['count']:>9}")
 
 
 def format_summary(summary: dict) -> str:
     lines = []
-    url = summary["url"] if isinstance(summary["url"], str) else ", ".join(summary["url"])
-    mode = (f"open loop at {summary['rate']:g} req/s" if summary["mode"] == "open"
-            else f"closed loop, {summary['concurrency']} concurrent")
-    lines.append(f"restiming bench  {url}")
-    lines.append(f"  {mode}, {summary['workers']} worker(s), {summary['duration_s']:.2f} s"
+    urls = summary["urls"]
+    lines.append(f"restiming bench  {urls[0] if len(urls) == 1 else f'{len(urls)} URLs'}")
+    if summary["mode"] == "open":
+        mode = (f"open loop, stages {summary['stages']}" if summary.get("stages")
+                else f"open loop at {summary['rate']:g} req/s")
+        mode += f", up to {summary['concurrency']} connections"
+    else:
+        mode = f"closed loop, {summary['concurrency']} concurrent"
+    warm = f" after {summary['warmup_s']:g} s warm-up" if summary.get("warmup_s") else ""
+    lines.append(f"  {mode}, {summary['workers']} worker(s), {summary['duration_s']:.2f} s{warm}"
                  + ("  [interrupted]" if summary.get("interrupted") else ""))
     errors = summary["errors"]
     err_text = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
-    lines.append(f"  requests: {summary['sent']} sent, {summary['completed']} completed, "
-                 f"{sum(errors.values())} errors ({err_text})")
-    lines.append(f"  throughput: {summary['throughput_rps']:.1f} req/s")
+    lines.append(f"  requests: {summary['sent']} sent, {summary['completed']} completed "
+                 f"({summary['expected']} expected status, {summary['unexpected']} unexpected), "
+                 f"{sum(errors.values())} errors ({err_text}), {summary['dropped']} dropped")
+    statuses = ", ".join(f"{k} ×{v}" for k, v in summary["statuses"].items()) or "none"
+    lines.append(f"  statuses: {statuses}   (expected: {summary['expect_status']})")
+    lines.append(f"  failures: {summary['failures']} ({summary['failure_rate'] * 100:.2f}%)")
+    lines.append(f"  throughput: {summary['throughput_rps']:.1f} req/s, "
+                 f"{summary['ok_throughput_rps']:.1f} req/s with an expected status")
     if summary.get("late") is not None:
         late = summary["late"]
-        lines.append(f"  late starts: {late['count']} (mean {late['mean_ms']:.2f} ms, max {late['max_ms']:.2f} ms)")
-    if summary.get("dropped_entries"):
-        lines.append(f"  dropped entries: {summary['dropped_entries']}")
+        lines.append(f"  late starts: {late['count']} over {late['threshold_ms']:g} ms (p50 {late['p50_ms']:.3f}, "
+                     f"p99 {late['p99_ms']:.3f}, max {late['max_ms']:.3f} ms)")
+    if summary["dropped"]:
+        lines.append(f"  dropped: {summary['dropped']} arrivals not sent "
+                     f"({summary['max_in_flight']} already in flight: the client could not keep up)")
+    if summary.get("missing"):
+        lines.append(f"  missing: {summary['missing']} requests left no entry")
+    if summary.get("warmup_requests"):
+        lines.append(f"  warm-up: {summary['warmup_requests']} requests excluded from every statistic")
     lines.append("")
-    header = f"  {'phase (ms)':<11}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'count':>9}"
-    lines.append(header)
+    lines.append(f"  {'phase (ms)':<13}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'count':>9}")
     for name, row in summary["phases"].items():
-        label = "total*" if name == "corrected" else name
-        if not row.get("count"):
-            lines.append(f"  {label:<11}{'-':>10}{'-':>10}{'-':>10}{'-':>10}{'-':>10}{0:>9}")
-            continue
-        lines.append(f"  {label:<11}{row['p50_ms']:>10.3f}{row['p90_ms']:>10.3f}{row['p99_ms']:>10.3f}"
-                     f"{row['p999_ms']:>10.3f}{row['max_ms']:>10.3f}{row['count']:>9}")
+        lines.append(_fmt_row("total*" if name == "corrected" else name, row))
     if "corrected" in summary["phases"]:
-        lines.append("  total* = from the intended start (open-loop latency, no coordinated omission)")
+        lines.append("  total* = corrected: from the intended start (open loop, no coordinated omission)")
+    if summary.get("groups"):
+        which = "corrected" if summary["mode"] == "open" else "total"
+        lines.append("")
+        lines.append(f"  by {summary['group_by']} ({'total*' if which == 'corrected' else 'total'}, ms)")
+        lines.append(f"  {'':<3}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'count':>9}"
+                     f"{'fail%':>8}{'req/s':>10}  name")
+        for i, g in enumerate(summary["groups"], 1):
+            row = g["phases"].get(which) or {}
+            cells = _fmt_row(f"{i}", row, width=3)
+            lines.append(f"{cells}{g['failure_rate'] * 100:>8.2f}{g['rps']:>10.1f}  {g['name']}")
+    if summary.get("thresholds"):
+        lines.append("")
+        lines.append("  thresholds:")
+        for t in summary["thresholds"]:
+            mark = "PASS" if t["passed"] else "FAIL"
+            if t["value"] is None:
+                value = "no data"
+            elif t["expr"].startswith("failures"):
+                value = f"{t['value'] * 100:.3f}%"
+            else:
+                value = f"{t['value']:.3f}{(' ' + t['unit']) if t['unit'] else ''}"
+            lines.append(f"    {mark}  {t['expr']:<28} {value}")
     return "\n".join(lines) + "\n"
 
 
-def bench_parser() -> _Parser:
-    p = _Parser(prog="restiming bench", description="Load generator with Resource Timing per request.")
+def bench_parser() -> Parser:
+    p = Parser(prog="restiming bench", description="Load generator with Resource Timing per request.")
     p.add_argument("urls", nargs="+", metavar="URL", help="URL(s), requested round-robin")
     p.add_argument("-c", "--concurrency", type=int, default=10,
-                   help="closed loop: concurrent request loops; open loop: max connections (default 10)")
-    p.add_argument("-n", "--requests", type=int, help="total requests (default 1000 unless -d)")
-    p.add_argument("-d", "--duration", type=float, help="seconds to run")
+                   help="total over all workers; closed loop: concurrent request loops; open loop: "
+                        "max connections (default 10)")
+    p.add_argument("-n", "--requests", type=int, help="total requests (default 1000 unless -z/--stages)")
+    p.add_argument("-z", "--duration", type=lambda s: parse_duration(s, "-z"), help="how long: 10, 10s, 2m")
     p.add_argument("--rate", type=float, help="open loop: requests per second on a fixed schedule")
+    p.add_argument("--stages", type=parse_stages, metavar="'10s:100,30s:500'",
+                   help="open loop: arrival rate ramping linearly between targets (k6 ramping-arrival-rate); "
+                        "starts from --rate or 0")
+    p.add_argument("--warmup", type=lambda s: parse_duration(s, "--warmup"), default=0.0, metavar="S",
+                   help="seconds of load first, excluded from every statistic")
+    p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
+                   help=f"open loop: requests in flight at most before arrivals are dropped "
+                        f"(default {DEFAULT_MAX_IN_FLIGHT})")
     p.add_argument("--workers", type=int, default=1, help="worker processes (0 = in this process; default 1)")
+    p.add_argument("--expect-status", default="200-399", metavar="CODES",
+                   help="statuses that count as success, e.g. 200,201,300-399 or 2xx (default 200-399)")
+    p.add_argument("--group-by", choices=("url", "status", "method"),
+                   help="per-group rows (default: url when there are several URLs)")
+    p.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                   help="pass/fail rule, repeatable: 'total:p(99)<250ms', 'failures:rate<1%%', 'rps:avg>100'")
     p.add_argument("--out", metavar="FILE.ndjson", help="stream every entry as NDJSON")
     p.add_argument("--csv", metavar="FILE", help="write every entry as a CSV row")
     p.add_argument("--har", metavar="FILE", help="write every entry to a HAR 1.2 file")
-    p.add_argument("--summary", metavar="FILE.json", help="write the summary table as JSON")
+    p.add_argument("--summary", metavar="FILE.json", help="write the summary (with HdrHistogram blobs) as JSON")
+    p.add_argument("--hlog", metavar="FILE", help="write an HdrHistogram interval log of total latency")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
-    add_request_options(p, data_flags=("--data",))
+    add_request_options(p)
     return p
 
 
-def write_reports(summary: dict, agg: Aggregator, args, out: TextIO) -> None:
+def write_reports(summary: dict, agg: Aggregator, args, err: TextIO, origin_ns: int | None = None) -> None:
     if args.summary:
         with open(args.summary, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
     if args.html:
         from ._report import render_html
 
+        samples = [decode_record(packed, 8, agg.origin_ns).to_dict() for packed in agg.sample_records()]
         with open(args.html, "w", encoding="utf-8") as f:
-            f.write(render_html(summary, agg.timeline(), agg.samples))
-        out.write(f"HTML report: {os.path.abspath(args.html)}\n")
+            f.write(render_html(summary, agg.timeline(), samples))
+        err.write(f"HTML report: {os.path.abspath(args.html)}\n")
 
 
-def run_bench_cli(argv: list[str], out: TextIO) -> int:
+def run_bench_cli(argv: list[str], out: TextIO, err: TextIO) -> int:
     args = bench_parser().parse_args(argv)
+    args.argv = argv
     for url in args.urls:
-        parse_url(url)  # InvalidURL before any worker starts
-    cfg = BenchConfig(args.urls, method=args.method, headers=parse_headers(args.header),
-                      body=_read_body(args.data), concurrency=args.concurrency, requests=args.requests,
-                      duration=args.duration, rate=args.rate, workers=args.workers,
-                      client=client_options(args))
-    tty = hasattr(out, "isatty") and out.isatty()
-    summary, code, agg = run_bench(cfg, out, args, progress=tty and not args.no_progress)
+        try:
+            parse_url(url)  # before any worker starts
+        except ValueError as exc:
+            raise UsageError(f"restiming bench: {exc}") from None
+    method, headers, body = request_headers(args)
+    cfg = BenchConfig(args.urls, method=method, headers=headers, body=body, concurrency=args.concurrency,
+                      requests=args.requests, duration=args.duration, rate=args.rate, stages=args.stages,
+                      warmup=args.warmup, workers=args.workers, client=client_options(args),
+                      max_in_flight=args.max_in_flight, group_by=args.group_by,
+                      expect_status=args.expect_status, thresholds=args.threshold)
+    if cfg.workers < cfg.requested_workers:
+        err.write(f"restiming bench: -c {cfg.concurrency} is the total concurrency: running "
+                  f"{cfg.workers} worker(s), not {cfg.requested_workers}\n")
+    tty = hasattr(err, "isatty") and err.isatty()
+    summary, code, agg = run_bench(cfg, err, args, progress=tty and not args.no_progress)
     out.write(format_summary(summary))
-    write_reports(summary, agg, args, out)
+    out.flush()
+    write_reports(summary, agg, args, err)
     return code

@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import TextIO
 
-from ._main import _Parser
+from ._common import Parser
 
 __all__ = ["run_demo_cli", "DemoServer", "DEMO_PATHS"]
 
@@ -150,11 +150,11 @@ class DemoServer:
         self.stop()
 
 
-def run_demo_cli(argv: list[str], out: TextIO) -> int:
+def run_demo_cli(argv: list[str], out: TextIO, err: TextIO) -> int:
     from ._bench import BenchConfig, format_summary, run_bench, write_reports
 
-    p = _Parser(prog="restiming demo", description="Bench a built-in local server and write an HTML report.")
-    p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds of load (default 5)")
+    p = Parser(prog="restiming demo", description="Bench a built-in local server and write an HTML report.")
+    p.add_argument("-z", "--duration", type=float, default=5.0, help="seconds of load (default 5)")
     p.add_argument("-c", "--concurrency", type=int, default=16, help="concurrent requests (default 16)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--html", metavar="FILE", help="report path (default: a file in the temp directory)")
@@ -162,14 +162,16 @@ def run_demo_cli(argv: list[str], out: TextIO) -> int:
     html = args.html or os.path.join(tempfile.gettempdir(), f"restiming-demo-{int(time.time())}.html")
     with DemoServer() as server:
         urls = [server.url(path) for path in DEMO_PATHS]
-        out.write(f"demo server on http://127.0.0.1:{server.port} serving {', '.join(DEMO_PATHS)}\n")
-        out.write(f"running a {args.duration:g} s closed-loop bench, {args.concurrency} concurrent, "
+        err.write(f"demo server on http://127.0.0.1:{server.port} serving {', '.join(DEMO_PATHS)}\n")
+        err.write(f"running a {args.duration:g} s closed-loop bench, {args.concurrency} concurrent, "
                   f"{args.workers} workers...\n")
         cfg = BenchConfig(urls, concurrency=args.concurrency, duration=args.duration, workers=args.workers,
                           client={"timeout": 10.0})
-        ns = argparse.Namespace(out=None, csv=None, har=None, summary=None, html=html)
-        tty = hasattr(out, "isatty") and out.isatty()
-        summary, code, agg = run_bench(cfg, out, ns, progress=tty)
+        ns = argparse.Namespace(out=None, csv=None, har=None, summary=None, html=html, hlog=None,
+                                argv=["--workers", str(args.workers), "-c", str(args.concurrency),
+                                      "-z", f"{args.duration:g}"] + urls)
+        tty = hasattr(err, "isatty") and err.isatty()
+        summary, code, agg = run_bench(cfg, err, ns, progress=tty)
     out.write(format_summary(summary))
-    write_reports(summary, agg, ns, out)
+    write_reports(summary, agg, ns, err)
     return code

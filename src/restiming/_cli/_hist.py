@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import Counter
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -128,6 +129,32 @@ class Histogram:
     def record_many(self, values: Iterable[int]) -> None:
         for v in values:
             self.record(v)
+
+    def record_batch(self, values: list[int]) -> None:
+        """Count every int in ``values`` once: the same result as ``record`` per value,
+        at a fraction of the cost (min, max and sum by builtins, the counter index by
+        one comprehension, the increments by ``Counter``)."""
+        if not values:
+            return
+        lo, hi = min(values), max(values)
+        if lo < 0:
+            raise ValueError(f"values must be >= 0, got {lo!r}")
+        if self.count == 0 or lo < self._min:
+            self._min = lo
+        if hi > self._max:
+            self._max = hi
+        self._sum += sum(values)
+        self.count += len(values)
+        top = self.highest
+        if hi > top:
+            self.clamped += sum(1 for v in values if v > top)
+            values = [v if v <= top else top for v in values]
+        mask, k, um, hm, half = self._sub_mask, self._unit_mag + self._half_mag + 1, self._unit_mag, \
+            self._half_mag, self._half
+        counts = self._counts
+        for i, c in Counter([(((b := (v | mask).bit_length() - k) + 1) << hm) + (v >> (b + um)) - half
+                             for v in values]).items():
+            counts[i] += c
 
     def merge(self, other: "Histogram") -> None:
         """Add ``other``'s counts into this one (same layout required)."""

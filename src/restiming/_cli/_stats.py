@@ -1,10 +1,21 @@
-"""Aggregation of drained entries for the load generator: per-phase histograms
-(integer nanoseconds, bounded memory), error counts, lateness of an open-loop
-schedule, a bounded latency-over-time series and a reservoir of sampled entries.
+"""The bench parent's aggregation, straight from packed ring records.
 
-Everything here is fixed-size whatever the run length: the time series keeps at most
-``MAX_SLOTS`` slots (a coarse ``Histogram`` each, about 4 KiB) and doubles the slot
-width when a run outgrows them, merging neighbours (histograms merge exactly).
+Strategy: the parent drains the shared timeline as packed records
+(``Performance._drain_raw``) and never builds a Python entry per request. For each
+record one ``struct.unpack_from`` gives the integer nanosecond stamps; the phase
+durations are computed from those ints by the same rules as
+``restiming.phases.phase_spans`` (checked against it in the tests) and appended to
+per-group lists; at the end of each drained span the lists go into the histograms in
+one batch (``Histogram.record_batch``). Status codes are counted per group; network
+errors (status 0) are the only records whose strings are read (for the error kind).
+Entries (``decode_record``) are built only for the few sampled requests of the
+report and when NDJSON/CSV/HAR output is asked for.
+
+Groups: one per URL (``--group-by url``, the default with several URLs), per status
+code or per method; the run's totals are the groups' histograms merged, never
+percentiles averaged. Everything is fixed-size whatever the run length: the time
+series keeps at most ``MAX_SLOTS`` coarse histograms and doubles the slot width when
+the run outgrows them.
 """
 
 from __future__ import annotations
@@ -12,17 +23,54 @@ from __future__ import annotations
 import collections
 import random
 
-from restiming.phases import phase_durations
+from restiming._fields import RECORD
 
 from ._hist import Histogram
 
-__all__ = ["Aggregator", "HIST_PHASES", "MAX_SLOTS"]
+__all__ = ["Aggregator", "HIST_PHASES", "MAX_SLOTS", "phases_ns"]
 
-HIST_PHASES = ("queue", "dns", "connect", "tls", "request", "wait", "receive", "total")
+#: Phase rows of the table and the summary, in this order (``corrected`` only in an open loop).
+HIST_PHASES = ("queue", "dns", "connect", "tls", "request", "wait", "receive", "total", "corrected")
 MAX_SLOTS = 600
-SAMPLES = 50
+#: Sampled requests kept per kind (new connection, reused, unexpected status, error).
+SAMPLES_PER_KIND = 15
 #: Requests starting more than this after their intended time count as late.
-LATE_THRESHOLD_MS = 1.0
+LATE_THRESHOLD_NS = 1_000_000
+_FLAG_REUSED = 0x4
+_SIZE = RECORD.size
+_unpack = RECORD.unpack_from
+_ERROR_INDEX = 6  # position of "error" in _fields.TEXTS
+_WARMUP = b"warmup\0"
+
+
+def phases_ns(v: tuple) -> dict:
+    """Phase durations (int ns, None when absent) of one unpacked record: the
+    reference version of the inlined loop below (``phase_spans`` on ints)."""
+    (st, fe, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended) = v[:15]
+    flags = v[21]
+    out = dict.fromkeys(HIST_PHASES)
+    out["total"] = rend - st if rend else 0
+    out["corrected"] = rend - intended if intended and rend else None
+    if not reqs:
+        return out
+    if flags & _FLAG_REUSED or (dls and dls == fe and ce == fe):
+        out["queue"] = reqs - (ce or fe)
+    else:
+        if dls:
+            out["queue"] = dls - fe
+            out["dns"] = dle - dls
+        if cs:
+            out["connect"] = (scs if scs and scs >= cs else ce) - cs
+            if scs and ce >= scs:
+                out["tls"] = ce - scs
+    sent = reqe or reqs
+    out["request"] = sent - reqs
+    rstart = fir or frh
+    if rstart:
+        out["wait"] = rstart - (sent if sent <= rstart else reqs)
+        if rend:
+            out["receive"] = rend - rstart
+    return {k: (None if x is None else max(x, 0)) for k, x in out.items()}
 
 
 class _Slot:
@@ -48,87 +96,295 @@ class _Slot:
                 "max_ms": 0.0 if empty else h.max / 1e6}
 
 
-class Aggregator:
-    def __init__(self, *, open_loop: bool) -> None:
-        self.open_loop = open_loop
-        phases = HIST_PHASES + (("corrected",) if open_loop else ())
-        self.hists = {name: Histogram() for name in phases}
-        self.completed = 0
+class Group:
+    """Counts and per-phase histograms of one group of requests."""
+
+    __slots__ = ("name", "hists", "lists", "statuses", "status_list", "errors")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hists = [Histogram() for _ in HIST_PHASES]
+        self.lists = tuple([] for _ in HIST_PHASES)
+        self.statuses: collections.Counter = collections.Counter()
+        self.status_list: list[int] = []
         self.errors: collections.Counter = collections.Counter()
-        self.late_count = 0
-        self.late_sum = 0.0
-        self.late_max = 0.0
-        self.slot_width = 1.0  # seconds
+
+    def flush(self) -> None:
+        for hist, values in zip(self.hists, self.lists):
+            if values:
+                if min(values) < 0:  # stamps out of order: a phase is never negative
+                    values[:] = [max(v, 0) for v in values]
+                hist.record_batch(values)
+                values.clear()
+        if self.status_list:
+            self.statuses.update(self.status_list)
+            self.status_list.clear()
+
+    def merge_into(self, other: "Group") -> None:
+        for mine, theirs in zip(self.hists, other.hists):
+            theirs.merge(mine)
+        other.statuses.update(self.statuses)
+        other.errors.update(self.errors)
+
+    @property
+    def responses(self) -> int:
+        return sum(self.statuses.values())
+
+
+class Aggregator:
+    """Accounts drained records. ``group_by``: None (one group), "url", "status" or
+    "method"; ``expected``: a predicate on status codes; ``t0_ns``: the monotonic
+    start of the measured load (set later by ``start``)."""
+
+    def __init__(self, *, open_loop: bool, group_by: str | None = None, method: str = "GET",
+                 expected=lambda s: 200 <= s <= 399, warmup: bool = False, slot_width: float = 0.1,
+                 hlog=None) -> None:
+        self.open_loop = open_loop
+        self.group_by = group_by
+        self.method = method
+        self.expected = expected
+        self.warmup = warmup
+        self.groups: dict = {}
+        self._single = Group(method if group_by == "method" else "all")
+        self.warmup_entries = 0
+        self.early = 0
+        self.late_hist = Histogram()
+        self._late: list[int] = []
+        self.t0_ns: int | None = None
+        self.slot_width = slot_width
         self.slots: list[_Slot] = []
-        self.samples: list[dict] = []
-        self._seen = 0
-        self._rng = random.Random(1)
-        self.t0_ms: float | None = None
+        self._ser_t: list[int] = []
+        self._ser_v: list[int] = []
+        self._ser_err: list[int] = []
+        self.samples: dict[str, list[bytes]] = {"new": [], "reused": [], "unexpected": [], "error": []}
+        self._seen = collections.Counter()
+        self._rng = random.Random(1).random
+        self.hlog = hlog
+        self._hlog_open: dict[int, list[int]] = {}
+        self.first_ns = 0
+        self.last_ns = 0
+
+    def start(self, t0_ns: int) -> None:
+        self.t0_ns = t0_ns
+
+    # ------------------------------------------------------------ hot path
+    def add_span(self, buf, start: int, end: int) -> int:
+        """Account every record in ``buf[start:end]`` (length-prefixed, as drained);
+        returns how many records were read (warm-up ones included)."""
+        if self.t0_ns is None:
+            self.t0_ns = 0
+        by = self.group_by
+        groups = self.groups
+        single = self._single if by in (None, "method") else None
+        lists = single.lists if single is not None else None
+        q = dns = con = tls = req = wait = rec = tot = cor = None
+        if lists is not None:
+            q, dns, con, tls, req, wait, rec, tot, cor = lists
+            status_list = single.status_list
+        late = self._late
+        ser_t, ser_v, ser_err = self._ser_t, self._ser_v, self._ser_err
+        warmup = self.warmup
+        open_loop = self.open_loop
+        expected = self.expected
+        samples, seen, rand = self.samples, self._seen, self._rng
+        k = SAMPLES_PER_KIND
+        from_bytes = int.from_bytes
+        read = 0
+        pos = start
+        while pos < end:
+            n = from_bytes(buf[pos:pos + 8], "little")
+            off = pos + 8
+            pos = off + ((n + 7) & ~7)
+            read += 1
+            (st, fe, _rs, _re, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
+             _enc, _dec, _bs, _br, _cid, status, flags, ulen, tlen) = _unpack(buf, off)
+            if warmup and buf[off + _SIZE + ulen:off + _SIZE + ulen + 7] == _WARMUP:
+                self.warmup_entries += 1
+                continue
+            if single is None:
+                key = bytes(buf[off + _SIZE:off + _SIZE + ulen]) if by == "url" else status
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = Group(key.decode("utf-8", "surrogateescape") if by == "url"
+                                                else str(key) if key else "error")
+                q, dns, con, tls, req, wait, rec, tot, cor = group.lists
+                status_list = group.status_list
+            else:
+                group = single
+            if intended:
+                late.append(st - intended)
+            if not status:  # a network error: the only record whose strings we read
+                p = off + _SIZE + ulen
+                texts = bytes(buf[p:p + tlen]).split(b"\0")
+                kind = texts[_ERROR_INDEX].decode() if len(texts) > _ERROR_INDEX and texts[_ERROR_INDEX] \
+                    else "unknown"
+                group.errors[kind] += 1
+                ser_err.append(st)
+                kind = "error"
+            else:
+                status_list.append(status)
+                total = rend - st if rend else 0
+                tot.append(total)
+                if intended and rend:
+                    corrected = rend - intended
+                    cor.append(corrected)
+                    ser_t.append(st)
+                    ser_v.append(corrected if open_loop else total)
+                else:
+                    ser_t.append(st)
+                    ser_v.append(total)
+                kind = "reused"
+                if reqs:
+                    if flags & _FLAG_REUSED or (dls and dls == fe and ce == fe):
+                        q.append(reqs - (ce or fe))
+                    else:
+                        kind = "new"
+                        if dls:
+                            q.append(dls - fe)
+                            dns.append(dle - dls)
+                        if cs:
+                            con.append((scs if scs and scs >= cs else ce) - cs)
+                            if scs and ce >= scs:
+                                tls.append(ce - scs)
+                    sent = reqe or reqs
+                    req.append(sent - reqs)
+                    rstart = fir or frh
+                    if rstart:
+                        wait.append(rstart - (sent if sent <= rstart else reqs))
+                        if rend:
+                            rec.append(rend - rstart)
+                if not expected(status):
+                    kind = "unexpected"
+            # Reservoir sample per kind (kept packed; decoded only for the report).
+            seen[kind] += 1
+            bucket = samples[kind]
+            if len(bucket) < k:
+                bucket.append(bytes(buf[off - 8:pos]))
+            elif rand() * seen[kind] < k:
+                bucket[int(rand() * k)] = bytes(buf[off - 8:pos])
+            if rend > self.last_ns:
+                self.last_ns = rend
+            if not self.first_ns or st < self.first_ns:
+                self.first_ns = st
+        self._flush()
+        return read
+
+    # ------------------------------------------------------------ batches
+    def _flush(self) -> None:
+        for group in self.groups.values():
+            group.flush()
+        self._single.flush()
+        late = self._late
+        if late:
+            if min(late) < 0:
+                self.early += sum(1 for v in late if v < 0)
+                late[:] = [max(v, 0) for v in late]
+            self.late_hist.record_batch(late)
+            late.clear()
+        t0 = self.t0_ns or 0
+        if self.hlog is not None:
+            opened = self._hlog_open
+            for t, v in zip(self._ser_t, self._ser_v):
+                opened.setdefault(max(t - t0, 0) // 1_000_000_000, []).append(v)
+        per_slot: dict[int, list[int]] = {}
+        width_ns = int(self.slot_width * 1e9)
+        for t, v in zip(self._ser_t, self._ser_v):
+            per_slot.setdefault(max(t - t0, 0) // width_ns, []).append(max(v, 0))
+        errors_per_slot = collections.Counter(max(t - t0, 0) // width_ns for t in self._ser_err)
+        self._ser_t.clear()
+        self._ser_v.clear()
+        self._ser_err.clear()
+        last = max(list(per_slot) + list(errors_per_slot), default=-1)
+        while last >= MAX_SLOTS:  # keep memory fixed: halve the resolution
+            self._halve()
+            per_slot = _rekey(per_slot)
+            errors_per_slot = _rekey_counts(errors_per_slot)
+            last //= 2
+        while len(self.slots) <= last:
+            self.slots.append(_Slot())
+        for i, values in per_slot.items():
+            self.slots[i].hist.record_batch(values)
+        for i, c in errors_per_slot.items():
+            self.slots[i].errors += c
+        if self.hlog is not None and self._hlog_open:
+            newest = max(self._hlog_open)
+            for i in sorted(self._hlog_open):
+                if i < newest - 1:
+                    self._write_interval(i)
+
+    def _halve(self) -> None:
+        merged = []
+        for i in range(0, len(self.slots), 2):
+            slot = self.slots[i]
+            if i + 1 < len(self.slots):
+                slot.merge(self.slots[i + 1])
+            merged.append(slot)
+        self.slots = merged
+        self.slot_width *= 2
+
+    def _write_interval(self, i: int) -> None:
+        h = Histogram()
+        h.record_batch(self._hlog_open.pop(i))
+        self.hlog.interval(float(i), 1.0, h)
+
+    def close_hlog(self) -> None:
+        if self.hlog is not None:
+            for i in sorted(self._hlog_open):
+                self._write_interval(i)
+            self.hlog.close()
+
+    # ------------------------------------------------------------ results
+    def all_groups(self) -> list[Group]:
+        return list(self.groups.values()) if self.groups else [self._single]
+
+    def merged(self) -> Group:
+        if not self.groups:
+            return self._single
+        out = Group("all")
+        for g in self.groups.values():
+            g.merge_into(out)
+        return out
+
+    @property
+    def responses(self) -> int:
+        return sum(g.responses for g in self.all_groups())
+
+    @property
+    def errors(self) -> collections.Counter:
+        out: collections.Counter = collections.Counter()
+        for g in self.all_groups():
+            out.update(g.errors)
+        return out
 
     @property
     def total(self) -> int:
-        return self.completed + sum(self.errors.values())
+        return self.responses + sum(self.errors.values())
 
-    def add(self, entry, data: dict) -> None:
-        """Account one drained entry (``data`` is its ``to_dict()``)."""
-        if self.t0_ms is None:
-            self.t0_ms = entry.start_time
-        latency = None
-        if entry.error:
-            self.errors[entry.error] += 1
-        else:
-            self.completed += 1
-            durations = phase_durations(data)
-            for name, value in durations.items():
-                hist = self.hists.get(name)
-                if hist is not None and value is not None:
-                    hist.record(int(value * 1e6))
-            # The time series shows what a user waited: from the intended start in
-            # an open loop (no coordinated omission), else the entry's duration.
-            latency = durations["corrected"] if self.open_loop and durations["corrected"] is not None \
-                else durations["total"]
-        if entry.intended_start:
-            late = entry.start_time - entry.intended_start
-            if late > LATE_THRESHOLD_MS:
-                self.late_count += 1
-                self.late_sum += late
-                self.late_max = max(self.late_max, late)
-        self._slot(entry.start_time, latency)
-        self._sample(data)
-
-    def _slot(self, start_ms: float, latency_ms: float | None) -> None:
-        """Count one request in the slot it started in (``None``: an error)."""
-        t = max(0.0, (start_ms - self.t0_ms) / 1000.0)
-        index = int(t / self.slot_width)
-        while index >= MAX_SLOTS:  # keep memory fixed: halve the resolution
-            merged = []
-            for i in range(0, len(self.slots), 2):
-                slot = self.slots[i]
-                if i + 1 < len(self.slots):
-                    slot.merge(self.slots[i + 1])
-                merged.append(slot)
-            self.slots = merged
-            self.slot_width *= 2
-            index = int(t / self.slot_width)
-        while len(self.slots) <= index:
-            self.slots.append(_Slot())
-        slot = self.slots[index]
-        if latency_ms is None:
-            slot.errors += 1
-        else:
-            slot.hist.record(int(max(latency_ms, 0.0) * 1e6))
-
-    def _sample(self, data: dict) -> None:
-        self._seen += 1
-        if len(self.samples) < SAMPLES:
-            self.samples.append(data)
-        else:
-            j = self._rng.randrange(self._seen)
-            if j < SAMPLES:
-                self.samples[j] = data
+    def p99_ms(self) -> float:
+        h = Histogram()
+        for g in self.all_groups():
+            h.merge(g.hists[HIST_PHASES.index("corrected" if self.open_loop else "total")])
+        return h.percentile(99) / 1e6 if h.count else 0.0
 
     def timeline(self) -> list[dict]:
         return [slot.row(i * self.slot_width, self.slot_width) for i, slot in enumerate(self.slots)]
 
-    def phase_table(self) -> dict:
-        return {name: (hist.summary_ms() if hist.count else {"count": 0}) for name, hist in self.hists.items()}
+    def sample_records(self) -> list[bytes]:
+        out = []
+        for kind in ("error", "unexpected", "new", "reused"):
+            out.extend(self.samples[kind])
+        return out
+
+
+def _rekey(per_slot: dict) -> dict:
+    out: dict = {}
+    for i, values in per_slot.items():
+        out.setdefault(i // 2, []).extend(values)
+    return out
+
+
+def _rekey_counts(counts: collections.Counter) -> collections.Counter:
+    out: collections.Counter = collections.Counter()
+    for i, c in counts.items():
+        out[i // 2] += c
+    return out

@@ -5,6 +5,10 @@ Resource Timing record). Pure: takes an entry (and response facts), returns text
 
 from __future__ import annotations
 
+import errno
+import socket
+
+from restiming._url import parse_url
 from restiming.phases import PHASES, phase_spans
 
 __all__ = ["render_fetch", "render_error", "LABELS"]
@@ -93,6 +97,36 @@ ERROR_PHASES = {
 }
 
 
+def _refused(exc, url: str) -> bool:
+    """Whether the connect failure was a refused connection (ECONNREFUSED)."""
+    seen, cause = 0, exc.__cause__ or exc.__context__
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    if seen:
+        return False
+    # The engine dropped the OSError (and its errno) on the way out: ask the kernel
+    # once more, for the message only (one connect to the same address, 1 s at most).
+    try:
+        u = parse_url(url)
+        socket.create_connection((u.host.strip("[]"), u.port), timeout=1.0).close()
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _address(url: str) -> str:
+    try:
+        u = parse_url(url)
+    except ValueError:
+        return url
+    return f"{u.host}:{u.port}" if ":" not in u.host else f"[{u.host}]:{u.port}"
+
+
 def render_error(url: str, exc, *, method: str = "GET") -> str:
     entry = getattr(exc, "entry", None)
     kind = getattr(exc, "kind", "error")
@@ -100,4 +134,5 @@ def render_error(url: str, exc, *, method: str = "GET") -> str:
     if kind == "timeout":
         phase = f"{getattr(exc, 'phase', 'total')} timeout"
     after = f" after {entry.duration:.3f} ms" if entry is not None else ""
-    return f"{method} {url}\n  error [{kind}] during {phase}{after}: {exc}\n"
+    message = f"connection refused by {_address(url)}" if kind == "connect" and _refused(exc, url) else str(exc)
+    return f"{method} {url}\n  error [{kind}] during {phase}{after}: {message}\n"

@@ -227,6 +227,24 @@ class BufferPolicy:
         origin = self._origin_ns
         return [_lazy(buf, off, origin) for buf, off in items]
 
+    def _drain_raw(self) -> list[tuple[bytearray | bytes, int, int]]:
+        """Like ``drain()`` but packed: take and remove every buffered record and return
+        ``(buffer, start, end)`` spans of length-prefixed records (``_ring.iter_records``
+        reads them; ``_fields.RECORD`` unpacks each body), in arrival order, unsorted.
+        For consumers that aggregate without building an entry per record (the bench)."""
+        self._check_queryable()
+        self._sync()
+        with self._lock:
+            self._check_open()
+            spans = [(buf, 0, used) for buf, used, _ in self._store.chunks if used]
+            spans.extend((packed, 0, len(packed)) for packed in self._secondary)
+            n = self._store.count
+            self._store.clear()
+            self._ring.release_primary(n)
+            self._ring.release_secondary(len(self._secondary))
+            self._secondary = []
+        return spans
+
     @property
     def dropped_entries(self) -> int:
         """Entries that never made it into the buffer: no room in the secondary
