@@ -41,7 +41,8 @@ from restiming._exceptions import (
     TotalTimeout,
 )
 from restiming._fields import SLOT
-from restiming._headers import normalize_headers, split_list
+from restiming._headers import normalize_headers
+from restiming._mime import content_type_attribute
 from restiming._tao import TaoCheck
 from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
@@ -77,7 +78,16 @@ _CONNECT_START, _CONNECT_END = SLOT["connect_start"], SLOT["connect_end"]
 _SECURE, _RESPONSE_END = SLOT["secure_connection_start"], SLOT["response_end"]
 # Raised as they are (no foreign cause to chain).
 _OURS = (FetchError, ClientClosed, asyncio.CancelledError)
-USER_AGENT = b"restiming/0.1"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("restiming")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+USER_AGENT = b"restiming/" + _version().encode("ascii")
 _now = lib.rt_now_ns
 _NS = 1_000_000_000
 _HTTP_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
@@ -109,33 +119,6 @@ def _ssl_context(verify) -> ssl.SSLContext:
         raise TypeError("verify must be True, False, a CA file path or an ssl.SSLContext")
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
-
-
-_MIME_ESSENCE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-def _essence(content_type: str | None) -> str:
-    # Pure, and servers repeat the same few values: short ones are memoized.
-    if content_type and len(content_type) <= 256:
-        return _essence_memo(content_type)
-    return _essence_of(content_type)
-
-
-def _essence_of(content_type: str | None) -> str:
-    """Fetch's "extract a MIME type", reduced to the essence Resource Timing exposes:
-    of the comma-separated values, the last that parses wins (``*/*`` is skipped).
-    https://fetch.spec.whatwg.org/#concept-header-extract-mime-type"""
-    if not content_type:
-        return ""
-    essence = ""
-    for value in split_list(content_type):
-        candidate = value.split(";", 1)[0].strip(" \t\r\n").lower()
-        if candidate != "*/*" and _MIME_ESSENCE.match(candidate):
-            essence = candidate
-    return essence
-
-
-_essence_memo = functools.lru_cache(maxsize=256)(_essence_of)
 
 
 def _field(fields: dict, name: bytes) -> str:
@@ -624,7 +607,7 @@ class Client:
             encoded_body_size=encoded,
             decoded_body_size=decoded,
             next_hop_protocol=protocol,
-            content_type=_essence(_field(fields, b"content-type")) if b"content-type" in fields else "",
+            content_type=content_type_attribute(_field(fields, b"content-type")) if b"content-type" in fields else "",
             content_encoding=content_encoding_attribute(fields.get(b"content-encoding")),
             server_timing=_field(fields, b"server-timing"),
             connection_id=conn.id,
