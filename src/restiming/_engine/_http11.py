@@ -566,23 +566,23 @@ class HTTP11Connection(asyncio.Protocol):
 
     def finish_cycle(self) -> bool:
         """After an exchange: True if the connection can carry another request."""
-        self.sweep.unwatch(self)
         self.stamps = None
         self.waiter = None
         self.reading = False
         if self.broken or self.closed or self.state is not DONE:
+            self.sweep.unwatch(self)
             return False
         self.state = IDLE
         self.chunks = None
         self.body = None
         self.decoder = None
         conn = self.h11
-        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE or _pending(conn):
+        if _pending(conn):
             # Bytes after the response (a body on a HEAD answer, an unsolicited second
             # response): h11 would parse them as the answer to our next request.
             return False
         try:
-            conn.start_next_cycle()
+            conn.start_next_cycle()  # refuses unless both sides are DONE
         except h11.LocalProtocolError:
             return False
         self.idle_since = time.monotonic()
