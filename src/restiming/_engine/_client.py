@@ -207,6 +207,7 @@ class Client:
         self._accept_encoding = ", ".join(supported_encodings()).encode()
         self._requests: dict[tuple, tuple] = {}  # see _request
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
+        self._normalized: dict[tuple, list] = {}  # see _headers
         self._deliver = REDIRECT_STATUSES if self.follow_redirects else False
         self._make_decoder = functools.partial(_decoder, limits)
         self._closed = False
@@ -308,7 +309,7 @@ class Client:
             if not isinstance(method, str) or not _TOKEN.match(method):
                 raise InvalidRequest(f"method must be an HTTP token, got {method!r}")
             m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
-        hdrs = normalize_headers(headers) if headers else []
+        hdrs = self._headers(headers) if headers else []
         if body is None:
             data = b""
         elif isinstance(body, str):
@@ -331,6 +332,24 @@ class Client:
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
         return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
+
+    def _headers(self, headers) -> list:
+        """``normalize_headers``, kept for headers given as a list or tuple of pairs: a
+        load generator passes the same few header sets on every fetch."""
+        kind = type(headers)
+        if kind is list or kind is tuple:
+            try:
+                key = tuple(headers)
+                cached = self._normalized.get(key)
+            except TypeError:  # unhashable items: validated (and refused) below
+                return normalize_headers(headers)
+            if cached is None:
+                cached = normalize_headers(headers)
+                if len(self._normalized) >= _REQUEST_CACHE_SIZE:
+                    self._normalized.clear()
+                self._normalized[key] = cached
+            return cached
+        return normalize_headers(headers)
 
     def _request(self, u, method: bytes, headers: list, body: bytes) -> tuple:
         """The h11 request event of a hop and its serialized bytes. A load generator
