@@ -506,9 +506,11 @@ class Client:
         cancelling = task.cancelling()
         self._connecting.add(task)
         try:
-            pool_due = _due(_now(), ns[3], ex.total_due)
-            conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task, pool_due, ex,
-                                       lambda: PoolTimeout(
+            if self._pool.try_reserve(ex.origin):
+                conn = None
+            else:
+                conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task,
+                                           _due(_now(), ns[3], ex.total_due), ex, lambda: PoolTimeout(
                                            f"no connection slot within {ex.timeout.pool:g} s "
                                            f"(max_connections={self.limits.max_connections}, "
                                            f"max_connections_per_origin={self.limits.max_connections_per_origin})"))

@@ -54,6 +54,18 @@ class Pool:
             self._discard(conn)
         return None
 
+    def try_reserve(self, origin: tuple) -> bool:
+        """Reserve a slot for a new connection to ``origin`` if the limits allow it
+        now (no waiting, no coroutine)."""
+        limits = self._limits
+        if self.closed or self._waiters:
+            return False  # those already waiting go first
+        if self._total < limits.max_connections and self._per_origin[origin] < limits.max_connections_per_origin:
+            self._total += 1
+            self._per_origin[origin] += 1
+            return True
+        return False
+
     async def acquire(self, origin: tuple, allow_idle: bool = True):
         """An idle connection for ``origin``, or ``None`` with a slot reserved. Waits
         while the limits are reached; the caller bounds the wait (a deadline on its
