@@ -464,10 +464,7 @@ class Client:
         while True:
             conn = None if retried else self._pool.take_idle(ex.origin)
             if conn is not None:
-                fetch = stamps[_FETCH]
-                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
-                stamps[_SECURE] = fetch if ex.https else 0
-                ex.reused = True
+                _mark_reused(ex)
             else:
                 conn = await self._connection(ex, not retried)
             ex.conn = conn
@@ -520,10 +517,7 @@ class Client:
                 raise ClientClosed("this Client was closed")
             stamps = ex.stamps
             if conn is not None:  # an idle connection came back while we waited
-                fetch = stamps[_FETCH]
-                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
-                stamps[_SECURE] = fetch if ex.https else 0
-                ex.reused = True
+                _mark_reused(ex)
                 return conn
             ex.reused = False
             u = ex.url
@@ -665,6 +659,16 @@ class Client:
             err.url = ex.rec.name
             err.entry = entry
         return err
+
+
+def _mark_reused(ex: _Fetch) -> None:
+    """The stamps of a reused connection (SPEC §3): DNS and connect equal to
+    fetch_start; secure_connection_start too for TLS, 0 for plain HTTP."""
+    stamps = ex.stamps
+    fetch = stamps[_FETCH]
+    stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
+    stamps[_SECURE] = fetch if ex.https else 0
+    ex.reused = True
 
 
 def _check_initiator(initiator_type) -> None:

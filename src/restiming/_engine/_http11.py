@@ -106,33 +106,39 @@ class HTTP11Connection(asyncio.Protocol):
         self.waiter = None
         self.state = IDLE
         self.stamps = None
-        self.bytes_in = 0
         self.bytes_out = 0
-        self.response_started = False
-        self._head_ns = 0
-        self._head_fed = 0
         self._max_head = max_header_bytes
         self.early_ns = 0
+        self.paused = False
+        self.head_end = 0
+        self.reading = False
+        self.read_due = 0
+        self.write_due = 0
+        self._writing = False
+        self._reset(None, False, 0, 0, 0)
+
+    def _reset(self, stamps, deliver_head, read_ns: int, total_due: int, max_body: int) -> None:
+        """The per-exchange state, at the start of each exchange."""
+        self.stamps = stamps
+        self.error = None
+        self.response_started = False
+        self.bytes_in = 0
+        self._head_ns = 0
+        self._head_fed = 0
         self.head = None
         self.fields: dict | None = None
-        self.deliver_head = False
+        self.deliver_head = deliver_head
         self.ready = False
         self.collect = False
         self.body = None
         self.encoded = 0
         self.decoder = None
-        self.max_body = 0
+        self.max_body = max_body
         self.chunks: collections.deque | None = None
         self.buffered = 0
-        self.paused = False
         self.end_ns = 0
-        self.head_end = 0
-        self.reading = False
-        self.read_ns = 0
-        self.read_due = 0
-        self.write_due = 0
-        self.total_due = 0
-        self._writing = False
+        self.read_ns = read_ns
+        self.total_due = total_due
 
     # ------------------------------------------------------------ transport side
     def connection_made(self, transport) -> None:
@@ -409,27 +415,8 @@ class HTTP11Connection(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ConnectionReset("the connection closed before the request was sent")
         self.requests += 1
-        self.stamps = stamps
         self.state = HEAD
-        self.error = None
-        self.response_started = False
-        self.bytes_in = 0
-        self._head_ns = 0
-        self._head_fed = 0
-        self.head = None
-        self.fields = None
-        self.deliver_head = deliver_head
-        self.ready = False
-        self.collect = False
-        self.body = None
-        self.encoded = 0
-        self.decoder = None
-        self.max_body = max_body
-        self.chunks = None
-        self.buffered = 0
-        self.end_ns = 0
-        self.read_ns = read_ns
-        self.total_due = total_due
+        self._reset(stamps, deliver_head, read_ns, total_due, max_body)
         conn = self.h11
         try:
             if head is not None and _HAS_PROCESS_EVENT:
