@@ -91,6 +91,7 @@ USER_AGENT = b"restiming/" + _version().encode("ascii")
 _now = lib.rt_now_ns
 _NS = 1_000_000_000
 _HTTP_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_NO_HEADERS: list = []  # shared, never mutated (redirects build new lists)
 # Load generators fetch the same few URLs again and again; parsing one costs more than
 # the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
 _URL_CACHE_SIZE = 256
@@ -208,6 +209,7 @@ class Client:
         self._requests: dict[tuple, tuple] = {}  # see _request
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
         self._normalized: dict[tuple, list] = {}  # see _headers
+        self._plain: dict[tuple, tuple] = {}  # (url, method) -> (URL, method, h11 event, bytes); see _begin
         self._deliver = REDIRECT_STATUSES if self.follow_redirects else False
         self._make_decoder = functools.partial(_decoder, limits)
         self._closed = False
@@ -297,6 +299,15 @@ class Client:
         mistake raises here, before any socket, and records nothing."""
         if self._closed:
             raise ClientClosed("this Client was closed")
+        if headers is None and body is None and timeout is None and intended_start is None \
+                and initiator_type == "fetch":
+            # The load generator's call: everything but the entry is known already.
+            plain = self._plain.get((url, method))
+            if plain is not None:
+                u, m, request, head = plain
+                rec = self.performance.begin(url, initiator_type)
+                tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
+                return _Fetch(rec, u, m, _NO_HEADERS, b"", self.timeout, self._timeout_ns, tao, None, request, head)
         u = self._urls.get(url) if type(url) is str else None
         if u is None:
             u = parse_url(url)  # InvalidURL: before any socket, no entry
@@ -329,6 +340,11 @@ class Client:
         if initiator_type != "fetch":
             _check_initiator(initiator_type)
         request, head = self._request(u, m, hdrs, data)
+        if not hdrs and not data and timeout is None and intended_start is None and initiator_type == "fetch" \
+                and type(url) is str and len(url) <= _URL_CACHE_MAX_LENGTH and type(method) is str:
+            if len(self._plain) >= _URL_CACHE_SIZE:
+                self._plain.clear()
+            self._plain[(url, method)] = (u, m, request, head)
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
         return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
