@@ -37,6 +37,7 @@ from restiming._exceptions import (
     PoolTimeout,
     ProtocolError,
     RedirectSchemeError,
+    StreamRefused,
     TooManyRedirects,
     TotalTimeout,
 )
@@ -89,7 +90,7 @@ _REQUEST_CACHE_SIZE = 256
 _REQUEST_CACHE_MAX_BYTES = 4096
 
 
-def _ssl_context(verify) -> ssl.SSLContext:
+def _ssl_context(verify, alpn=("http/1.1",)) -> ssl.SSLContext:
     if isinstance(verify, ssl.SSLContext):
         ctx = verify
     elif verify is True:
@@ -107,7 +108,7 @@ def _ssl_context(verify) -> ssl.SSLContext:
             raise ValueError(f"verify: cannot load CA file {os.fspath(verify)!r}: {exc}") from exc
     else:
         raise TypeError("verify must be True, False, a CA file path or an ssl.SSLContext")
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -193,7 +194,8 @@ class Client:
 
     def __init__(self, performance: Performance | None = None, *, origin: str | None = None,
                  timeout: Timeout | float | None = 30.0, verify=True, follow_redirects: bool = True,
-                 max_redirects: int = 20, resolver=None, limits: Limits | None = None) -> None:
+                 max_redirects: int = 20, resolver=None, limits: Limits | None = None, http2: bool = False,
+                 proxy=None, trust_env: bool = False) -> None:
         if performance is None:
             from restiming import performance as default
 
@@ -215,11 +217,16 @@ class Client:
         self.max_redirects = max_redirects
         self.limits = limits
         self._verify = verify
+        self.http2 = bool(http2)
+        # HTTP/2 (the optional h2 package): offered by ALPN before http/1.1.
+        self._alpn = ("h2", "http/1.1") if self.http2 else ("http/1.1",)
+        if self.http2:
+            from . import _http2  # noqa: F401  (ImportError now, not mid-fetch)
         self._ssl: ssl.SSLContext | None = None
         if verify is not True:
-            self._ssl = _ssl_context(verify)  # validate now: bad input fails at construction
+            self._ssl = _ssl_context(verify, self._alpn)  # validate now: bad input fails at construction
         self._resolver = resolver if resolver is not None else CachingResolver()
-        self._pool = Pool(limits)
+        self._pool = Pool(limits, self.http2)
         self._sweep = Sweep()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_encoding = ", ".join(supported_encodings()).encode()
@@ -478,10 +485,13 @@ class Client:
                     await conn.wait()
                 if conn.error is not None and not conn.deliver_head:
                     raise conn.error
-            except (ConnectionReset, ProtocolError):
+            except (ConnectionReset, ProtocolError) as exc:
                 # No retry once close() ran: the connection died because we closed it.
-                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
-                        and not self._closed:
+                # An HTTP/2 stream the server refused unprocessed is retried whatever
+                # its method (RFC 9113 §8.7).
+                if not retried and not self._closed and (
+                        type(exc) is StreamRefused
+                        or ex.reused and not conn.response_started and ex.method in IDEMPOTENT):
                     ex.sent += conn.bytes_out
                     ex.received += conn.bytes_in
                     conn.broken = True
@@ -525,7 +535,7 @@ class Client:
             ctx = None
             if ex.https:
                 if self._ssl is None:
-                    self._ssl = _ssl_context(self._verify)
+                    self._ssl = _ssl_context(self._verify, self._alpn)
                 ctx = self._ssl
             conn = HTTP11Connection(loop, ex.origin, self.limits.max_header_bytes, self._sweep,
                                     self._make_decoder)
@@ -547,7 +557,11 @@ class Client:
             raise
         finally:
             self._connecting.discard(task)
-        self._pool.opened(conn)
+        if conn.alpn == "h2":
+            from ._http2 import H2Connection
+
+            conn = H2Connection.adopt(conn, self._sweep)
+        conn = self._pool.opened(conn)
         if self._closed:
             self._pool.release(conn, False)
             raise ClientClosed("this Client was closed")
