@@ -131,6 +131,7 @@ class Recorder:
         bytes_received: int = 0,
         intended_start: int | None = None,
         timing_allow_passed: bool = True,
+        proxy: str = "",
     ):
         """Stamp ``response_end`` if unset, queue the entry, and return it.
 
@@ -178,7 +179,7 @@ class Recorder:
             rec.stamp[_INTENDED] = _count(intended_start, "intended_start")
         rec.flags = flags
         texts = (self.initiator_type, next_hop_protocol, content_type, content_encoding, delivery_type,
-                 server_timing, error or "", error_message or "", remote_address, tls_version)
+                 server_timing, error or "", error_message or "", remote_address, tls_version, proxy)
         try:
             text = "\0".join(texts)
         except TypeError:
