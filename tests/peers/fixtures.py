@@ -14,8 +14,10 @@ from .certs import make_ca, tls_ca  # noqa: F401  (fixture re-exported)
 from .nginx import nginx, nginx_available  # noqa: F401  (fixture re-exported)
 from .ports import free_port as _free_port
 from .scripted import ScriptedServer
+from .tinyproxy import tinyproxy  # noqa: F401  (fixture re-exported)
 
-__all__ = ["scripted_server", "tls_ca", "nginx", "free_port", "make_ca", "nginx_available", "h2_server"]
+__all__ = ["scripted_server", "tls_ca", "nginx", "free_port", "make_ca", "nginx_available", "h2_server",
+           "tinyproxy", "scripted_proxy"]
 
 
 @pytest.fixture
@@ -68,3 +70,21 @@ def h2_server(tls_ca):
         errors += server.errors
     if errors:
         pytest.fail("h2 server handler raised:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def scripted_proxy():
+    """Factory: ``scripted_proxy(handler=None) -> ScriptedProxy`` (started);
+    ``handler(raw_head) -> status | None``."""
+    from .proxy import ScriptedProxy
+
+    proxies = []
+
+    def make(handler=None):
+        proxy = ScriptedProxy(handler)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

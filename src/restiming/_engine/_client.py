@@ -28,6 +28,7 @@ import h11
 from restiming._binding import lib
 from restiming._exceptions import (
     ClientClosed,
+    ConnectError,
     ConnectionReset,
     ConnectTimeout,
     DNSError,
@@ -36,6 +37,7 @@ from restiming._exceptions import (
     InvalidURL,
     PoolTimeout,
     ProtocolError,
+    ProxyError,
     RedirectSchemeError,
     StreamRefused,
     TooManyRedirects,
@@ -55,6 +57,7 @@ from ._http11 import DONE, HTTP11Connection
 from ._models import Headers, Response
 from ._network import open_connection, translate_io, warm_up
 from ._pool import Pool
+from ._proxy import Proxies, Tunnel
 from ._stream import StreamContext
 
 __all__ = ["Client"]
@@ -70,7 +73,7 @@ _CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 HOP_STAMPS = tuple(SLOT[s] for s in (
     "domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
     "request_start", "request_end", "first_interim_response_start", "final_response_headers_start",
-    "response_end"))
+    "response_end", "proxy_connect_start", "proxy_connect_end"))
 _START, _FETCH = SLOT["start_time"], SLOT["fetch_start"]
 _REDIRECT_START, _REDIRECT_END = SLOT["redirect_start"], SLOT["redirect_end"]
 _DNS_START, _DNS_END = SLOT["domain_lookup_start"], SLOT["domain_lookup_end"]
@@ -158,13 +161,17 @@ class _Fetch:
 
     __slots__ = ("rec", "stamps", "url", "origin", "https", "method", "headers", "body", "timeout", "ns",
                  "total_due", "conn", "reused", "tao", "sent", "received", "finished", "intended_start",
-                 "history", "request", "head", "task")
+                 "history", "request", "head", "task", "proxy")
 
-    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head) -> None:
+    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head,
+                 proxy=None) -> None:
         self.rec = rec
         self.stamps = rec.stamps
         self.url = url
-        self.origin = (url.scheme, url.host, url.port)
+        # The pool key: the origin, and the proxy when the fetch goes through one.
+        self.origin = (url.scheme, url.host, url.port) if proxy is None else \
+            (url.scheme, url.host, url.port, proxy.key)
+        self.proxy = proxy
         self.https = url.scheme == "https"
         self.method = method
         self.headers = headers
@@ -226,6 +233,7 @@ class Client:
         if verify is not True:
             self._ssl = _ssl_context(verify, self._alpn)  # validate now: bad input fails at construction
         self._resolver = resolver if resolver is not None else CachingResolver()
+        self._proxies = Proxies.configure(proxy, trust_env) if proxy is not None or trust_env else None
         self._pool = Pool(limits, self.http2)
         self._sweep = Sweep()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -350,18 +358,23 @@ class Client:
         if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
                                            or intended_start < 0):
             raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
-        request, head = self._request(u, m, hdrs, data)
+        proxy = self._proxies.select(u) if self._proxies is not None else None
+        request, head = self._request(u, m, hdrs, data, proxy)
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
-        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
+        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head, proxy)
 
-    def _request(self, u, method: bytes, headers: list, body: bytes) -> tuple:
+    def _request(self, u, method: bytes, headers: list, body: bytes, proxy=None) -> tuple:
         """The h11 request event of a hop and its serialized bytes. A load generator
         sends the same head over and over and building the event validates every
         field, so both are kept per (target, authority, method, body length, caller
         headers); heads over 4 KiB are not kept. A request h11 refuses is the
         caller's mistake (InvalidRequest), found before any socket."""
-        key = (u.target, u.authority, method, len(body), *headers)
+        # Through a proxy, plain HTTP goes in absolute-form with the proxy's
+        # credentials (an https request goes through a tunnel: nothing changes).
+        forward = proxy if proxy is not None and u.scheme == "http" else None
+        key = (u.target, u.authority, method, len(body), *headers) if forward is None else \
+            (u.target, u.authority, method, len(body), forward.key, *headers)
         cached = self._requests.get(key)
         if cached is not None:
             return cached
@@ -383,7 +396,13 @@ class Client:
             if body or method in (b"POST", b"PUT", b"PATCH"):
                 out.append((b"Content-Length", str(len(body)).encode()))
         try:
-            event = h11.Request(method=method, target=u.target.encode("ascii"), headers=out)
+            if forward is not None:
+                target = f"http://{u.authority}{u.target}".encode("ascii")
+                if forward.authorization is not None and b"proxy-authorization" not in names:
+                    out.append((b"Proxy-Authorization", forward.authorization))
+            else:
+                target = u.target.encode("ascii")
+            event = h11.Request(method=method, target=target, headers=out)
             head = h11.Connection(h11.CLIENT).send(event)
         except h11.LocalProtocolError as exc:
             raise InvalidRequest(f"cannot send this request: {exc}") from exc
@@ -440,10 +459,12 @@ class Client:
             if ex.tao is not None:
                 ex.tao.on_redirect(ex.url.origin, new_url.origin)
             ex.url = new_url
-            ex.origin = (new_url.scheme, new_url.host, new_url.port)
+            ex.proxy = self._proxies.select(new_url) if self._proxies is not None else None
+            ex.origin = (new_url.scheme, new_url.host, new_url.port) if ex.proxy is None else \
+                (new_url.scheme, new_url.host, new_url.port, ex.proxy.key)
             ex.https = new_url.scheme == "https"
             try:
-                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body)
+                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body, ex.proxy)
             except InvalidRequest as exc:
                 raise ProtocolError(f"cannot follow the redirect: {exc}") from exc
             for slot in HOP_STAMPS:
@@ -542,7 +563,7 @@ class Client:
             try:
                 stamps[_DNS_START] = now = _now()
                 connect_due = _due(now, ns[0], ex.total_due)
-                await self._bounded(self._open(conn, stamps, u, ctx), task, connect_due, ex,
+                await self._bounded(self._open(conn, stamps, u, ctx, ex), task, connect_due, ex,
                                     lambda: ConnectTimeout(
                                         f"connecting to {u.host} took over {ex.timeout.connect:g} s"))
             except BaseException:
@@ -567,10 +588,27 @@ class Client:
             raise ClientClosed("this Client was closed")
         return conn
 
-    async def _open(self, conn, stamps, u, ctx) -> None:
-        addrs = await self._resolve(u.host, u.port)
+    async def _open(self, conn, stamps, u, ctx, ex: _Fetch) -> None:
+        proxy = ex.proxy
+        if proxy is None:
+            addrs = await self._resolve(u.host, u.port)
+            stamps[_DNS_END] = _now()
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+            return
+        # Through a proxy: DNS is the proxy's name; TLS (inside the tunnel) is the origin's.
+        addrs = await self._resolve(proxy.host, proxy.port)
         stamps[_DNS_END] = _now()
-        await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+        tunnel = Tunnel(proxy, u.authority, self.limits.max_header_bytes) if ctx is not None else None
+        try:
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx, tunnel)
+        except ProxyError:
+            raise
+        except ConnectError as exc:
+            raise ProxyError(f"cannot connect to proxy {proxy.display}: {exc}") from exc
+        finally:
+            if tunnel is not None:
+                ex.sent += tunnel.sent
+                ex.received += tunnel.received
 
     async def _bounded(self, coro, task, due: int, ex: _Fetch, timeout_error):
         """Await ``coro`` with the sweep cancelling it at ``due`` (ns, 0 = never):
@@ -648,6 +686,7 @@ class Client:
             bytes_received=ex.received,
             intended_start=ex.intended_start,
             timing_allow_passed=ex.tao is None or ex.tao.passed,
+            proxy=ex.proxy.display if ex.proxy is not None else "",
         )
 
     def _fail(self, ex: _Fetch, exc: BaseException) -> BaseException:
@@ -669,7 +708,8 @@ class Client:
             kind, message = "protocol", f"internal error: {exc!r}"
         ex.finished = True
         entry = ex.rec.finish(error=kind, error_message=message, bytes_sent=ex.sent,
-                              bytes_received=ex.received, intended_start=ex.intended_start)
+                              bytes_received=ex.received, intended_start=ex.intended_start,
+                              proxy=ex.proxy.display if ex.proxy is not None else "")
         if isinstance(err, (FetchError, ClientClosed)):
             err.url = ex.rec.name
             err.entry = entry
