@@ -193,7 +193,8 @@ class _Fetch:
 
 
 class Client:
-    """An HTTP/1.1 client that records a Resource Timing entry for every fetch.
+    """An HTTP/1.1 (and, with ``http2=True``, HTTP/2) client that records a Resource
+    Timing entry for every fetch; through a proxy when configured.
 
     See SPEC §2 for the parameters. Use as ``async with Client() as client``; a
     client belongs to the event loop it first fetches on.
