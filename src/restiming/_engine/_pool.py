@@ -152,7 +152,7 @@ class Pool:
             self._negotiating[origin] -= 1
             if not self._negotiating[origin]:
                 del self._negotiating[origin]
-            if not multiplexed:
+            if multiplexed is False:
                 if len(self._h1_origins) > 4096:
                     self._h1_origins.clear()
                 self._h1_origins.add(origin)
@@ -181,7 +181,7 @@ class Pool:
         """A reserved slot whose connection failed to open."""
         if self.closed:
             return
-        self._settle(origin, False)
+        self._settle(origin, None)  # failed: nothing learnt about the protocol
         self._free_slot(origin)
 
     def _free_slot(self, origin: tuple) -> None:
