@@ -56,13 +56,13 @@ def check(buf, off: int, n: int):
     for slot in range(2, 15):
         if v[slot] != stamp_for(producer, seq, slot):
             raise AssertionError(f"torn stamps in record {producer}/{seq}")
-    if v[15] != seq or v[16] != seq * 2 or v[19] != producer or v[20] != 200 + seq % 300:
+    if v[17] != seq or v[18] != seq * 2 or v[21] != producer or v[22] != 200 + seq % 300:
         raise AssertionError(f"torn sizes in record {producer}/{seq}")
     url = url_for(producer, seq)
     text = text_for(producer, seq)
-    if (v[22], v[23]) != (len(url), len(text)) or n != 168 + len(url) + len(text):
+    if (v[24], v[25]) != (len(url), len(text)) or n != RECORD.size + len(url) + len(text):
         raise AssertionError(f"torn lengths in record {producer}/{seq}")
-    if bytes(buf[off + 168 : off + n]) != url + text:
+    if bytes(buf[off + RECORD.size : off + n]) != url + text:
         raise AssertionError(f"torn strings in record {producer}/{seq}")
     return producer, seq
 

@@ -16,7 +16,7 @@ from restiming._cli._load import arrivals
 from restiming._cli._stats import HIST_PHASES, MAX_SLOTS, Aggregator, phases_ns
 from restiming._cli._thresholds import parse_expect_status, parse_threshold
 from restiming._entry import decode_record
-from restiming._fields import RECORD, SLOT, TEXTS
+from restiming._fields import RECORD, SLOT, STAMPS, TEXTS
 from restiming.phases import phase_durations
 
 ORIGIN = 10**12
@@ -24,7 +24,7 @@ ORIGIN = 10**12
 
 def pack(url="http://a/", status=200, flags=0, error="", initiator="fetch", **stamps) -> bytes:
     """One length-prefixed packed record, as the ring drains it."""
-    values = [0] * 15
+    values = [0] * len(STAMPS)
     for name, ms in stamps.items():
         values[SLOT[name]] = ORIGIN + int(ms * 1e6) if ms else 0
     texts = [""] * len(TEXTS)

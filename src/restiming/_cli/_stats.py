@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import random
 
-from restiming._fields import RECORD
+from restiming._fields import RECORD, STAMPS
 
 from ._hist import Histogram
 
@@ -38,6 +38,12 @@ SAMPLES_PER_KIND = 15
 LATE_THRESHOLD_NS = 1_000_000
 _FLAG_REUSED = 0x4
 _SIZE = RECORD.size
+# The unpacking in Aggregator.add_span names the first stamps positionally; stamps
+# added to the layout later (the proxy's) come after them and are not read here.
+assert STAMPS[:15] == ("start_time", "fetch_start", "redirect_start", "redirect_end", "domain_lookup_start",
+                       "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
+                       "request_start", "request_end", "first_interim_response_start",
+                       "final_response_headers_start", "response_end", "intended_start"), STAMPS
 _unpack = RECORD.unpack_from
 _ERROR_INDEX = 6  # position of "error" in _fields.TEXTS
 _WARMUP = b"warmup\0"
@@ -196,7 +202,7 @@ class Aggregator:
             off = pos + 8
             pos = off + ((n + 7) & ~7)
             read += 1
-            (st, fe, _rs, _re, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
+            (st, fe, _rs, _re, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended, *_later,
              _enc, _dec, _bs, _br, _cid, status, flags, ulen, tlen) = _unpack(buf, off)
             if warmup and buf[off + _SIZE + ulen:off + _SIZE + ulen + 7] == _WARMUP:
                 self.warmup_entries += 1

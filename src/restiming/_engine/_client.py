@@ -28,6 +28,7 @@ import h11
 from restiming._binding import lib
 from restiming._exceptions import (
     ClientClosed,
+    ConnectError,
     ConnectionReset,
     ConnectTimeout,
     DNSError,
@@ -36,7 +37,9 @@ from restiming._exceptions import (
     InvalidURL,
     PoolTimeout,
     ProtocolError,
+    ProxyError,
     RedirectSchemeError,
+    StreamRefused,
     TooManyRedirects,
     TotalTimeout,
 )
@@ -55,6 +58,7 @@ from ._http11 import DONE, HTTP11Connection
 from ._models import Headers, Response
 from ._network import open_connection, translate_io, warm_up
 from ._pool import Pool
+from ._proxy import Proxies, Tunnel
 from ._stream import StreamContext
 
 __all__ = ["Client"]
@@ -70,7 +74,7 @@ _CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 HOP_STAMPS = tuple(SLOT[s] for s in (
     "domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
     "request_start", "request_end", "first_interim_response_start", "final_response_headers_start",
-    "response_end"))
+    "response_end", "proxy_connect_start", "proxy_connect_end"))
 _START, _FETCH = SLOT["start_time"], SLOT["fetch_start"]
 _REDIRECT_START, _REDIRECT_END = SLOT["redirect_start"], SLOT["redirect_end"]
 _DNS_START, _DNS_END = SLOT["domain_lookup_start"], SLOT["domain_lookup_end"]
@@ -100,7 +104,7 @@ _REQUEST_CACHE_SIZE = 256
 _REQUEST_CACHE_MAX_BYTES = 4096
 
 
-def _ssl_context(verify) -> ssl.SSLContext:
+def _ssl_context(verify, alpn=("http/1.1",)) -> ssl.SSLContext:
     if isinstance(verify, ssl.SSLContext):
         ctx = verify
     elif verify is True:
@@ -118,7 +122,7 @@ def _ssl_context(verify) -> ssl.SSLContext:
             raise ValueError(f"verify: cannot load CA file {os.fspath(verify)!r}: {exc}") from exc
     else:
         raise TypeError("verify must be True, False, a CA file path or an ssl.SSLContext")
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -141,13 +145,17 @@ class _Fetch:
 
     __slots__ = ("rec", "stamps", "url", "origin", "https", "method", "headers", "body", "timeout", "ns",
                  "total_due", "conn", "reused", "tao", "sent", "received", "finished", "intended_start",
-                 "history", "request", "head")
+                 "history", "request", "head", "proxy")
 
-    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head) -> None:
+    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head,
+                 proxy=None) -> None:
         self.rec = rec
         self.stamps = rec.stamps
         self.url = url
-        self.origin = (url.scheme, url.host, url.port)
+        # The pool key: the origin, and the proxy when the fetch goes through one.
+        self.origin = (url.scheme, url.host, url.port) if proxy is None else \
+            (url.scheme, url.host, url.port, proxy.key)
+        self.proxy = proxy
         self.https = url.scheme == "https"
         self.method = method
         self.headers = headers
@@ -168,7 +176,8 @@ class _Fetch:
 
 
 class Client:
-    """An HTTP/1.1 client that records a Resource Timing entry for every fetch.
+    """An HTTP/1.1 (and, with ``http2=True``, HTTP/2) client that records a Resource
+    Timing entry for every fetch; through a proxy when configured.
 
     See SPEC §2 for the parameters. Use as ``async with Client() as client``; a
     client belongs to the event loop it first fetches on.
@@ -176,7 +185,8 @@ class Client:
 
     def __init__(self, performance: Performance | None = None, *, origin: str | None = None,
                  timeout: Timeout | float | None = 30.0, verify=True, follow_redirects: bool = True,
-                 max_redirects: int = 20, resolver=None, limits: Limits | None = None) -> None:
+                 max_redirects: int = 20, resolver=None, limits: Limits | None = None, http2: bool = False,
+                 proxy=None, trust_env: bool = False) -> None:
         if performance is None:
             from restiming import performance as default
 
@@ -198,11 +208,17 @@ class Client:
         self.max_redirects = max_redirects
         self.limits = limits
         self._verify = verify
+        self.http2 = bool(http2)
+        # HTTP/2 (the optional h2 package): offered by ALPN before http/1.1.
+        self._alpn = ("h2", "http/1.1") if self.http2 else ("http/1.1",)
+        if self.http2:
+            from . import _http2  # noqa: F401  (ImportError now, not mid-fetch)
         self._ssl: ssl.SSLContext | None = None
         if verify is not True:
-            self._ssl = _ssl_context(verify)  # validate now: bad input fails at construction
+            self._ssl = _ssl_context(verify, self._alpn)  # validate now: bad input fails at construction
         self._resolver = resolver if resolver is not None else CachingResolver()
-        self._pool = Pool(limits)
+        self._proxies = Proxies.configure(proxy, trust_env) if proxy is not None or trust_env else None
+        self._pool = Pool(limits, self.http2)
         self._sweep = Sweep()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_encoding = ", ".join(supported_encodings()).encode()
@@ -304,10 +320,11 @@ class Client:
             # The load generator's call: everything but the entry is known already.
             plain = self._plain.get((url, method))
             if plain is not None:
-                u, m, request, head = plain
+                u, m, request, head, proxy = plain
                 rec = self.performance.begin(url, initiator_type)
                 tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
-                return _Fetch(rec, u, m, _NO_HEADERS, b"", self.timeout, self._timeout_ns, tao, None, request, head)
+                return _Fetch(rec, u, m, _NO_HEADERS, b"", self.timeout, self._timeout_ns, tao, None, request, head,
+                              proxy)
         u = self._urls.get(url) if type(url) is str else None
         if u is None:
             u = parse_url(url)  # InvalidURL: before any socket, no entry
@@ -339,15 +356,16 @@ class Client:
             raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
         if initiator_type != "fetch":
             _check_initiator(initiator_type)
-        request, head = self._request(u, m, hdrs, data)
+        proxy = self._proxies.select(u) if self._proxies is not None else None
+        request, head = self._request(u, m, hdrs, data, proxy)
         if not hdrs and not data and timeout is None and intended_start is None and initiator_type == "fetch" \
                 and type(url) is str and len(url) <= _URL_CACHE_MAX_LENGTH and type(method) is str:
             if len(self._plain) >= _URL_CACHE_SIZE:
                 self._plain.clear()
-            self._plain[(url, method)] = (u, m, request, head)
+            self._plain[(url, method)] = (u, m, request, head, proxy)
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
-        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
+        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head, proxy)
 
     def _headers(self, headers) -> list:
         """``normalize_headers``, kept for headers given as a list or tuple of pairs: a
@@ -367,13 +385,17 @@ class Client:
             return cached
         return normalize_headers(headers)
 
-    def _request(self, u, method: bytes, headers: list, body: bytes) -> tuple:
+    def _request(self, u, method: bytes, headers: list, body: bytes, proxy=None) -> tuple:
         """The h11 request event of a hop and its serialized bytes. A load generator
         sends the same head over and over and building the event validates every
         field, so both are kept per (target, authority, method, body length, caller
         headers); heads over 4 KiB are not kept. A request h11 refuses is the
         caller's mistake (InvalidRequest), found before any socket."""
-        key = (u.target, u.authority, method, len(body), *headers)
+        # Through a proxy, plain HTTP goes in absolute-form with the proxy's
+        # credentials (an https request goes through a tunnel: nothing changes).
+        forward = proxy if proxy is not None and u.scheme == "http" else None
+        key = (u.target, u.authority, method, len(body), *headers) if forward is None else \
+            (u.target, u.authority, method, len(body), forward.key, *headers)
         cached = self._requests.get(key)
         if cached is not None:
             return cached
@@ -395,7 +417,13 @@ class Client:
             if body or method in (b"POST", b"PUT", b"PATCH"):
                 out.append((b"Content-Length", str(len(body)).encode()))
         try:
-            event = h11.Request(method=method, target=u.target.encode("ascii"), headers=out)
+            if forward is not None:
+                target = f"http://{u.authority}{u.target}".encode("ascii")
+                if forward.authorization is not None and b"proxy-authorization" not in names:
+                    out.append((b"Proxy-Authorization", forward.authorization))
+            else:
+                target = u.target.encode("ascii")
+            event = h11.Request(method=method, target=target, headers=out)
             head = h11.Connection(h11.CLIENT).send(event)
         except h11.LocalProtocolError as exc:
             raise InvalidRequest(f"cannot send this request: {exc}") from exc
@@ -452,10 +480,12 @@ class Client:
             if ex.tao is not None:
                 ex.tao.on_redirect(ex.url.origin, new_url.origin)
             ex.url = new_url
-            ex.origin = (new_url.scheme, new_url.host, new_url.port)
+            ex.proxy = self._proxies.select(new_url) if self._proxies is not None else None
+            ex.origin = (new_url.scheme, new_url.host, new_url.port) if ex.proxy is None else \
+                (new_url.scheme, new_url.host, new_url.port, ex.proxy.key)
             ex.https = new_url.scheme == "https"
             try:
-                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body)
+                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body, ex.proxy)
             except InvalidRequest as exc:
                 raise ProtocolError(f"cannot follow the redirect: {exc}") from exc
             for slot in HOP_STAMPS:
@@ -494,10 +524,13 @@ class Client:
                     await conn.wait()
                 if conn.error is not None and not conn.deliver_head:
                     raise conn.error
-            except (ConnectionReset, ProtocolError):
+            except (ConnectionReset, ProtocolError) as exc:
                 # No retry once close() ran: the connection died because we closed it.
-                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
-                        and not self._closed:
+                # An HTTP/2 stream the server refused unprocessed is retried whatever
+                # its method (RFC 9113 §8.7).
+                if not retried and not self._closed and (
+                        type(exc) is StreamRefused
+                        or ex.reused and not conn.response_started and ex.method in IDEMPOTENT):
                     ex.sent += conn.bytes_out
                     ex.received += conn.bytes_in
                     conn.broken = True
@@ -540,14 +573,14 @@ class Client:
             ctx = None
             if ex.https:
                 if self._ssl is None:
-                    self._ssl = _ssl_context(self._verify)
+                    self._ssl = _ssl_context(self._verify, self._alpn)
                 ctx = self._ssl
             conn = HTTP11Connection(loop, ex.origin, self.limits.max_header_bytes, self._sweep,
                                     self._make_decoder)
             try:
                 stamps[_DNS_START] = now = _now()
                 connect_due = _due(now, ns[0], ex.total_due)
-                await self._bounded(self._open(conn, stamps, u, ctx), task, connect_due, ex,
+                await self._bounded(self._open(conn, stamps, u, ctx, ex), task, connect_due, ex,
                                     lambda: ConnectTimeout(
                                         f"connecting to {u.host} took over {ex.timeout.connect:g} s"))
             except BaseException:
@@ -562,16 +595,37 @@ class Client:
             raise
         finally:
             self._connecting.discard(task)
-        self._pool.opened(conn)
+        if conn.alpn == "h2":
+            from ._http2 import H2Connection
+
+            conn = H2Connection.adopt(conn, self._sweep)
+        conn = self._pool.opened(conn)
         if self._closed:
             self._pool.release(conn, False)
             raise ClientClosed("this Client was closed")
         return conn
 
-    async def _open(self, conn, stamps, u, ctx) -> None:
-        addrs = await self._resolve(u.host, u.port)
+    async def _open(self, conn, stamps, u, ctx, ex: _Fetch) -> None:
+        proxy = ex.proxy
+        if proxy is None:
+            addrs = await self._resolve(u.host, u.port)
+            stamps[_DNS_END] = _now()
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+            return
+        # Through a proxy: DNS is the proxy's name; TLS (inside the tunnel) is the origin's.
+        addrs = await self._resolve(proxy.host, proxy.port)
         stamps[_DNS_END] = _now()
-        await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+        tunnel = Tunnel(proxy, u.authority, self.limits.max_header_bytes) if ctx is not None else None
+        try:
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx, tunnel)
+        except ProxyError:
+            raise
+        except ConnectError as exc:
+            raise ProxyError(f"cannot connect to proxy {proxy.display}: {exc}") from exc
+        finally:
+            if tunnel is not None:
+                ex.sent += tunnel.sent
+                ex.received += tunnel.received
 
     async def _bounded(self, coro, task, due: int, ex: _Fetch, timeout_error):
         """Await ``coro`` with the sweep cancelling it at ``due`` (ns, 0 = never):
@@ -649,6 +703,7 @@ class Client:
             bytes_received=ex.received,
             intended_start=ex.intended_start,
             timing_allow_passed=ex.tao is None or ex.tao.passed,
+            proxy=ex.proxy.display if ex.proxy is not None else "",
         )
 
     def _fail(self, ex: _Fetch, exc: BaseException) -> BaseException:
@@ -670,7 +725,8 @@ class Client:
             kind, message = "protocol", f"internal error: {exc!r}"
         ex.finished = True
         entry = ex.rec.finish(error=kind, error_message=message, bytes_sent=ex.sent,
-                              bytes_received=ex.received, intended_start=ex.intended_start)
+                              bytes_received=ex.received, intended_start=ex.intended_start,
+                              proxy=ex.proxy.display if ex.proxy is not None else "")
         if isinstance(err, (FetchError, ClientClosed)):
             err.url = ex.rec.name
             err.entry = entry

@@ -78,6 +78,8 @@ def _pending(conn: h11.Connection) -> int:
 class HTTP11Connection(asyncio.Protocol):
     """One keep-alive connection (an ``asyncio.Protocol``), one request at a time."""
 
+    multiplexed = False  # the pool's cue: HTTP/2 connections (``_http2``) say True
+
     __slots__ = ("loop", "id", "origin", "transport", "h11", "sweep", "remote_address", "tls_version",
                  "alpn", "idle_since", "requests", "closed", "broken", "eof", "error", "waiter",
                  "state", "stamps", "bytes_in", "bytes_out", "response_started", "_head_ns", "_head_fed",
