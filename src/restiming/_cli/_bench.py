@@ -466,6 +466,7 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "dropped": dropped,
         "missing": missing,
         "warmup_requests": agg.warmup_entries,
+        "connections": {"opened": sum(agg.connections.values()), "by_protocol": dict(agg.connections)},
         "statuses": totals["statuses"],
         "failures": totals["failures"],
         "failure_rate": totals["failure_rate"],
@@ -524,6 +525,13 @@ def format_summary(summary: dict) -> str:
     lines.append(f"  failures: {summary['failures']} ({summary['failure_rate'] * 100:.2f}%)")
     lines.append(f"  throughput: {summary['throughput_rps']:.1f} req/s, "
                  f"{summary['ok_throughput_rps']:.1f} req/s with an expected status")
+    conns = summary.get("connections")
+    if conns and conns["opened"]:
+        protocols = ", ".join(f"{k or '?'} {v}" for k, v in sorted(conns["by_protocol"].items()))
+        per = summary["completed"] / conns["opened"]
+        streams = " (HTTP/2: each response a stream on them)" if "h2" in conns["by_protocol"] else ""
+        lines.append(f"  connections: {conns['opened']} opened ({protocols}), {per:.1f} responses per "
+                     f"connection{streams}")
     if summary.get("late") is not None:
         late = summary["late"]
         lines.append(f"  late starts: {late['count']} over {late['threshold_ms']:g} ms (p50 {late['p50_ms']:.3f}, "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import random
 
-from restiming._fields import RECORD, STAMPS
+from restiming._fields import RECORD, STAMPS, TEXTS
 
 from ._hist import Histogram
 
@@ -46,6 +46,8 @@ assert STAMPS[:15] == ("start_time", "fetch_start", "redirect_start", "redirect_
                        "final_response_headers_start", "response_end", "intended_start"), STAMPS
 _unpack = RECORD.unpack_from
 _ERROR_INDEX = 6  # position of "error" in _fields.TEXTS
+_PROTOCOL_INDEX = 1  # position of "next_hop_protocol"
+assert TEXTS[_ERROR_INDEX] == "error" and TEXTS[_PROTOCOL_INDEX] == "next_hop_protocol", TEXTS
 _WARMUP = b"warmup\0"
 
 
@@ -153,6 +155,9 @@ class Aggregator:
         self.groups: dict = {}
         self._single = Group(method if group_by == "method" else "all")
         self.warmup_entries = 0
+        #: Connections opened (one per successful response that did not reuse one),
+        #: by the protocol they spoke: with HTTP/2, every response is a stream on them.
+        self.connections: collections.Counter = collections.Counter()
         self.early = 0
         self.late_hist = Histogram()
         self._late: list[int] = []
@@ -245,6 +250,10 @@ class Aggregator:
                         q.append(reqs - (ce or fe))
                     else:
                         kind = "new"
+                        p = off + _SIZE + ulen  # the protocol: read for new connections only
+                        texts = bytes(buf[p:p + tlen]).split(b"\0", _PROTOCOL_INDEX + 1)
+                        self.connections[texts[_PROTOCOL_INDEX].decode("ascii", "replace")
+                                         if len(texts) > _PROTOCOL_INDEX else ""] += 1
                         if dls:
                             q.append(dls - fe)
                             dns.append(dle - dls)
