@@ -428,7 +428,6 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         value = _metric_value(t, hists, totals)
         thresholds.append({"expr": t.text, "value": value, "unit": t.unit.strip(),
                            "passed": value is not None and t.holds(value)})
-    late = agg.late_hist
     if interrupted:
         code = EXIT_INTERRUPTED
     elif missing or totals["expected"] == 0 or dropped:
@@ -472,9 +471,7 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "failure_rate": totals["failure_rate"],
         "throughput_rps": totals["rps"],
         "ok_throughput_rps": totals["ok_rps"],
-        "late": ({"count": _count_above(late, 1_000_000), "threshold_ms": 1.0, "early": agg.early,
-                  "p50_ms": late.percentile(50) / 1e6, "p99_ms": late.percentile(99) / 1e6,
-                  "max_ms": late.max / 1e6} if open_loop else None),
+        "late": agg.late_summary() if open_loop else None,
         "phases": totals["phases"],
         "groups": groups,
         "thresholds": thresholds,
@@ -483,15 +480,6 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "interrupted": interrupted,
     }
     return summary
-
-
-def _count_above(h: Histogram, value_ns: int) -> int:
-    """Values above ``value_ns`` (to the histogram's precision)."""
-    n = 0
-    for i, c in enumerate(h._counts):
-        if c and h._range(i)[0] > value_ns:
-            n += c
-    return n
 
 
 # ---------------------------------------------------------------- text

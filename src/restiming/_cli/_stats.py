@@ -27,7 +27,7 @@ from restiming._fields import RECORD, STAMPS, TEXTS
 
 from ._hist import Histogram
 
-__all__ = ["Aggregator", "HIST_PHASES", "MAX_SLOTS", "phases_ns"]
+__all__ = ["Aggregator", "HIST_PHASES", "LATE_THRESHOLD_NS", "MAX_SLOTS", "phases_ns"]
 
 #: Phase rows of the table and the summary, in this order (``corrected`` only in an open loop).
 HIST_PHASES = ("queue", "dns", "connect", "tls", "request", "wait", "receive", "total", "corrected")
@@ -351,6 +351,15 @@ class Aggregator:
     # ------------------------------------------------------------ results
     def all_groups(self) -> list[Group]:
         return list(self.groups.values()) if self.groups else [self._single]
+
+    def late_summary(self) -> dict:
+        """Lateness of the open loop's starts (``start_time - intended_start``): how many
+        were later than ``LATE_THRESHOLD_NS`` (to the histogram's precision), how many
+        were early (counted, then recorded as 0), and the spread, in ms."""
+        h = self.late_hist
+        over = sum(c for i, c in enumerate(h._counts) if c and h._range(i)[0] > LATE_THRESHOLD_NS)
+        return {"count": over, "threshold_ms": LATE_THRESHOLD_NS / 1e6, "early": self.early,
+                "p50_ms": h.percentile(50) / 1e6, "p99_ms": h.percentile(99) / 1e6, "max_ms": h.max / 1e6}
 
     def merged(self) -> Group:
         if not self.groups:
