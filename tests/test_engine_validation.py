@@ -19,7 +19,7 @@ import builtins
 import socket
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import restiming
@@ -111,6 +111,10 @@ _wild = {"method": _methods, "headers": _headers, "body": _bodies, "initiator_ty
          "intended_start": _intended, "timeout": _timeouts}
 
 
+_PLAIN = {"method": "GET", "headers": None, "body": None, "initiator_type": "fetch", "intended_start": None,
+          "timeout": None}
+
+
 @st.composite
 def _calls(draw, base: str):
     """The arguments of one fetch: a few of them (usually one) drawn wild, the rest valid,
@@ -143,6 +147,8 @@ def test_fetch_arguments_succeed_or_fail_as_a_caller_error_before_any_socket(scr
         @settings(max_examples=500, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
         @given(_calls(base))
+        @example(("http://example.invalid/", dict(_PLAIN)))  # a network error, whatever was drawn
+        @example((base, dict(_PLAIN)))
         def one(call):
             url, kwargs = call
             connections, entries, pooled = server.connections, len(perf.get_entries()), client.open_connections

@@ -341,7 +341,10 @@ class Client:
         if body is None:
             data = b""
         elif isinstance(body, str):
-            data = body.encode("utf-8")
+            try:
+                data = body.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRequest(f"body is not valid Unicode text: {exc}") from exc
         elif isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
         else:
@@ -349,7 +352,10 @@ class Client:
         if timeout is None:
             t, ns = self.timeout, self._timeout_ns
         else:
-            t = Timeout.coerce(timeout)
+            try:
+                t = Timeout.coerce(timeout)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
             ns = self._to_ns(t)
         if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
                                            or intended_start < 0):
@@ -402,6 +408,13 @@ class Client:
         lower = [n.lower() for n, _ in headers]
         if lower.count(b"host") > 1:
             raise InvalidRequest("more than one Host header")
+        if b"content-length" in lower:
+            if b"transfer-encoding" in lower:  # RFC 9112 §6.2: a sender never sends both
+                raise InvalidRequest("Content-Length and Transfer-Encoding together")
+            declared = {v.strip() for n, v in headers if n.lower() == b"content-length"}
+            if declared != {str(len(body)).encode()}:
+                raise InvalidRequest(f"Content-Length {b', '.join(sorted(declared)).decode('latin-1')!r} "
+                                     f"does not match the {len(body)}-byte body")
         names = set(lower)
         out = []
         if b"host" not in names:

@@ -162,6 +162,9 @@ class HTTP11Connection(asyncio.Protocol):
             self.early_ns = self.early_ns or now
             self._feed(data)
             return
+        if self.error is not None:
+            self.broken = True  # the exchange already failed: nothing more is parsed
+            return
         self.response_started = True
         if self.reading and self.read_ns:
             self.read_due = now + self.read_ns
@@ -174,7 +177,7 @@ class HTTP11Connection(asyncio.Protocol):
 
     def eof_received(self):
         self.eof = True
-        if self.state is HEAD or self.state is BODY:
+        if (self.state is HEAD or self.state is BODY) and self.error is None:
             if self._feed(b""):
                 self._process(_now())
         else:
@@ -186,7 +189,9 @@ class HTTP11Connection(asyncio.Protocol):
         self.broken = True
         state = self.state
         if state is HEAD or state is BODY:
-            if exc is not None:
+            if self.error is not None:
+                pass  # the exchange already failed: its buffered bytes are not parsed again
+            elif exc is not None:
                 self._fail(translate_io(exc, "reading the response"))
             elif not self.eof:
                 self.eof = True
