@@ -21,20 +21,10 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 
 from restiming._binding import lib
-from restiming._exceptions import (
-    ConnectionReset,
-    LimitExceeded,
-    ProtocolError,
-    ReadTimeout,
-    RestimingError,
-    StreamRefused,
-    StreamReset,
-    TotalTimeout,
-    WriteTimeout,
-)
+from restiming._exceptions import ConnectionReset, ProtocolError, StreamRefused, StreamReset
 from restiming._fields import SLOT
 
-from ._http11 import BODY, DONE, HEAD, IDLE, WANTED
+from ._exchange import BODY, DONE, HEAD, IDLE, WANTED, Exchange
 
 if TYPE_CHECKING:
     from ._http2 import H2Connection
@@ -43,7 +33,7 @@ __all__ = ["H2Stream", "code_name"]
 
 _now = lib.rt_now_ns
 _REQUEST_START, _REQUEST_END = SLOT["request_start"], SLOT["request_end"]
-_INTERIM, _FINAL = SLOT["first_interim_response_start"], SLOT["final_response_headers_start"]
+_INTERIM = SLOT["first_interim_response_start"]
 _NOT_INTERIM = (100, 101)
 # Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2); Host
 # becomes :authority.
@@ -83,53 +73,27 @@ class _Head:
         self.headers = headers
 
 
-class H2Stream:
+class H2Stream(Exchange):
     """One exchange on an ``H2Connection``, with ``HTTP11Connection``'s surface."""
 
     multiplexed = True
+    WRITE_TIMEOUT = "the request body did not drain within the write timeout (HTTP/2 flow-control window closed?)"
 
-    __slots__ = ("connection", "loop", "id", "origin", "sweep", "sid", "remote_address", "tls_version", "alpn",
-                 "broken", "error", "waiter", "state", "stamps", "bytes_in", "bytes_out", "response_started",
-                 "head", "fields", "deliver_head", "ready", "collect", "body", "encoded", "decoder", "max_body",
-                 "chunks", "flows", "buffered", "unacked", "end_ns", "head_end", "reading", "read_ns",
-                 "read_due", "write_due", "total_due", "_writing", "make_decoder", "_out", "_sent", "reset")
+    __slots__ = ("connection", "id", "origin", "sid", "remote_address", "tls_version", "alpn", "flows", "unacked",
+                 "_out", "_sent", "reset")
 
     def __init__(self, connection: H2Connection) -> None:
+        self._init_exchange(connection.loop, connection.sweep, connection.make_decoder)
         self.connection = connection
-        self.loop = connection.loop
         self.id = connection.id
         self.origin = connection.origin
-        self.sweep = connection.sweep
         self.remote_address = connection.remote_address
         self.tls_version = connection.tls_version
         self.alpn = "h2"
-        self.make_decoder = connection.make_decoder
         self.sid = 0
-        self.broken = False
         self.reset = False
-        self.error: BaseException | None = None
-        self.waiter = None
-        self.state = IDLE
-        self.stamps = None
-        self.bytes_in = self.bytes_out = 0
-        self.response_started = False
-        self.head = None
-        self.fields: dict | None = None
-        self.deliver_head = False
-        self.ready = False
-        self.collect = False
-        self.body = None
-        self.encoded = 0
-        self.decoder = None
-        self.max_body = 0
-        self.chunks: collections.deque | None = None
         self.flows: collections.deque | None = None
-        self.buffered = 0
         self.unacked = 0
-        self.end_ns = self.head_end = 0
-        self.reading = False
-        self.read_ns = self.read_due = self.write_due = self.total_due = 0
-        self._writing = False
         self._out = b""
         self._sent = 0
 
@@ -148,12 +112,8 @@ class H2Stream:
         if conn.goaway:
             raise StreamRefused("the server sent GOAWAY before this request was sent",
                                 code=_REFUSED, code_name="REFUSED_STREAM")
-        self.stamps = stamps
+        self.reset_exchange(stamps, deliver_head, read_ns, total_due, max_body)
         self.state = HEAD
-        self.deliver_head = deliver_head
-        self.max_body = max_body
-        self.read_ns = read_ns
-        self.total_due = total_due
         authority = b""
         headers = [(b":method", request.method), (b":scheme", b"https"), (b":authority", b""),
                    (b":path", request.target)]
@@ -282,12 +242,7 @@ class H2Stream:
             if self.state is HEAD:
                 self.fail(ProtocolError("the stream ended without a response"))
                 return
-            self.state = DONE
-            self.end_ns = now
-            self.reading = False
-            self.sweep.unwatch(self)
-            self.ready = True
-            self.wake()
+            self.end_body(now)
         elif kind is h2.events.InformationalResponseReceived:
             status = _status(event.headers)
             if status not in _NOT_INTERIM and not self.stamps[_INTERIM]:
@@ -307,9 +262,6 @@ class H2Stream:
         if status is None:
             self.fail(ProtocolError("response without a valid :status"))
             return
-        self.stamps[_FINAL] = start_ns
-        self.head_end = now
-        self.state = BODY
         fields: dict = {}
         items = []
         for name, value in headers:
@@ -318,22 +270,10 @@ class H2Stream:
             items.append((name, value))
             if name in WANTED:
                 fields.setdefault(name, []).append(value)
-        self.head = _Head(status, _Fields(items))
-        self.fields = fields
-        if self.deliver_head is True or (self.deliver_head and status in self.deliver_head):
-            self.deliver_head = True
-            self.collect = False
-            self.ready = True
+        if self.on_head(_Head(status, _Fields(items)), fields, status, start_ns, now):
             self.chunks = collections.deque()
             self.flows = collections.deque()
-            self.reading = False
             self.wake()
-        else:
-            self.deliver_head = False
-            self.collect = True
-            encoding = fields.get(b"content-encoding")
-            if encoding:
-                self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
 
     def _data(self, data: bytes, flow: int) -> None:
         if self.state is not BODY:
@@ -341,7 +281,7 @@ class H2Stream:
         if self.collect:
             self._ack(flow)
             if data:
-                self._body(data)
+                self.collect_body(data)
             return
         self.unacked += flow
         if data:
@@ -361,74 +301,6 @@ class H2Stream:
             except h2.exceptions.H2Error:
                 pass
 
-    def _body(self, data: bytes) -> None:
-        self.encoded += len(data)
-        if self.encoded > self.max_body:
-            self.fail(LimitExceeded(f"response body exceeds max_body_bytes={self.max_body}"))
-            return
-        decoder = self.decoder
-        if decoder is not None:
-            try:
-                pieces = decoder.feed(data)
-                body = self.body
-                if body is None:
-                    body = self.body = bytearray()
-                for piece in pieces:
-                    body += piece
-            except RestimingError as exc:
-                self.fail(exc)
-            return
-        body = self.body
-        if body is None:
-            self.body = data
-        elif type(body) is bytes:
-            body = self.body = bytearray(body)
-            body += data
-        else:
-            body += data
-
-    # --------------------------------------------------------------- waking
-    def wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def fail(self, err: BaseException, cause: BaseException | None = None) -> None:
-        self.broken = True
-        if self.error is None:
-            if cause is not None and err.__cause__ is None:
-                err.__cause__ = cause
-            self.error = err
-        self.reading = False
-        self.sweep.unwatch(self)
-        self.wake()
-
-    def wait(self):
-        fut = self.waiter = self.loop.create_future()
-        return fut
-
-    def due(self) -> int:
-        due = 0
-        for d in (self.read_due if self.reading else 0, self.write_due if self._writing else 0, self.total_due):
-            if d and (not due or d < due):
-                due = d
-        return due
-
-    def expire(self, now: int) -> None:
-        if self.total_due and now >= self.total_due:
-            self.fail(TotalTimeout("the fetch's total deadline passed"))
-        elif self._writing and self.write_due and now >= self.write_due:
-            self.fail(WriteTimeout("the request body did not drain within the write timeout "
-                                   "(HTTP/2 flow-control window closed?)"))
-        elif self.reading and self.read_due and now >= self.read_due:
-            self.fail(ReadTimeout(f"no response bytes for {self.read_ns / 1e9:g} s"))
-        elif self.state is HEAD or self.state is BODY:
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
-
     async def next_chunk(self) -> bytes | None:
         """Buffered mode (stream, redirect): the next encoded body chunk, or ``None``
         at the end; taking a chunk opens the window by its size."""
@@ -446,12 +318,7 @@ class H2Stream:
                 raise self.error
             if self.state is DONE:
                 return None
-            self.reading = True
-            if self.read_ns:
-                self.read_due = _now() + self.read_ns
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
+            self.watch_read()
             try:
                 await self.wait()
             finally:
@@ -460,11 +327,8 @@ class H2Stream:
     def collect_rest(self) -> None:
         """Switch a head-delivered exchange to collecting its body."""
         self.deliver_head = False
-        self.collect = True
         self.ready = self.state is DONE
-        encoding = self.fields.get(b"content-encoding")
-        if encoding:
-            self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
+        self.start_collecting()
         chunks, self.chunks = self.chunks, None
         self.flows = None
         self.buffered = 0
@@ -472,17 +336,7 @@ class H2Stream:
             self._ack(self.unacked)
             self.unacked = 0
             self.connection._flush()
-        if chunks:
-            for data in chunks:
-                self.encoded -= len(data)
-                self._body(data)
-        if not self.ready:
-            self.reading = True
-            if self.read_ns:
-                self.read_due = _now() + self.read_ns
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
+        self.replay_into_body(chunks)
 
     # ------------------------------------------------------------- lifecycle
     def finish_cycle(self) -> bool:

@@ -24,21 +24,13 @@ import time
 import h11
 
 from restiming._binding import lib
-from restiming._exceptions import (
-    ConnectionReset,
-    HeaderTooLarge,
-    LimitExceeded,
-    ProtocolError,
-    ReadTimeout,
-    RestimingError,
-    TotalTimeout,
-    WriteTimeout,
-)
+from restiming._exceptions import ConnectionReset, HeaderTooLarge, ProtocolError, RestimingError
 from restiming._fields import SLOT
 
+from ._exchange import BODY, DONE, HEAD, IDLE, WANTED, Exchange
 from ._network import translate_io
 
-__all__ = ["HTTP11Connection", "HIGH_WATER", "LOW_WATER", "COALESCE"]
+__all__ = ["HTTP11Connection", "HIGH_WATER", "LOW_WATER", "COALESCE", "IDLE", "HEAD", "BODY", "DONE", "WANTED"]
 
 #: Unread bytes of a streamed body at which the connection stops reading the socket.
 HIGH_WATER = 1 << 20
@@ -51,13 +43,10 @@ _now = lib.rt_now_ns
 _ids = itertools.count(1)
 _NOT_INTERIM = (100, 101)
 _REQUEST_START, _REQUEST_END = SLOT["request_start"], SLOT["request_end"]
-_INTERIM, _FINAL = SLOT["first_interim_response_start"], SLOT["final_response_headers_start"]
+_INTERIM = SLOT["first_interim_response_start"]
 _NEED_DATA, _PAUSED = h11.NEED_DATA, h11.PAUSED
 _Data, _EndOfMessage, _Response = h11.Data, h11.EndOfMessage, h11.Response
 _EOM = h11.EndOfMessage()
-# The fields an entry needs, taken from the response head in one pass.
-WANTED = frozenset((b"content-type", b"content-encoding", b"server-timing", b"timing-allow-origin",
-                    b"location"))
 # h11 keeps (raw name, lower-case name, value) triples and the unparsed bytes; reading
 # them directly spares a copy per response. Both exist since h11 0.10; if a release
 # drops them, the public accessors are used instead.
@@ -67,80 +56,37 @@ _HAS_BUFFER = hasattr(h11.Connection(h11.CLIENT), "_receive_buffer")
 # what it sent, e.g. HEAD, and checks the framing) without serializing them again.
 _HAS_PROCESS_EVENT = hasattr(h11.Connection, "_process_event")
 
-# Exchange states
-IDLE, HEAD, BODY, DONE = 0, 1, 2, 3
-
 
 def _pending(conn: h11.Connection) -> int:
     return len(conn._receive_buffer) if _HAS_BUFFER else len(conn.trailing_data[0])
 
 
-class HTTP11Connection(asyncio.Protocol):
-    """One keep-alive connection (an ``asyncio.Protocol``), one request at a time."""
+class HTTP11Connection(Exchange, asyncio.Protocol):
+    """One keep-alive connection (an ``asyncio.Protocol``), one exchange at a time."""
 
     multiplexed = False  # the pool's cue: HTTP/2 connections (``_http2``) say True
 
-    __slots__ = ("loop", "id", "origin", "transport", "h11", "sweep", "remote_address", "tls_version",
-                 "alpn", "idle_since", "requests", "closed", "broken", "eof", "error", "waiter",
-                 "state", "stamps", "bytes_in", "bytes_out", "response_started", "_head_ns", "_head_fed",
-                 "_max_head", "early_ns", "head", "fields", "deliver_head", "ready", "collect",
-                 "body", "encoded", "decoder", "max_body", "chunks", "buffered", "paused", "end_ns",
-                 "reading", "read_ns", "read_due", "write_due", "total_due", "_writing", "make_decoder",
-                 "head_end")
+    __slots__ = ("id", "origin", "transport", "h11", "remote_address", "tls_version", "alpn", "idle_since",
+                 "requests", "closed", "eof", "_head_ns", "_head_fed", "_max_head", "early_ns", "paused")
 
     def __init__(self, loop, origin: tuple, max_header_bytes: int, sweep, make_decoder) -> None:
-        self.loop = loop
-        self.make_decoder = make_decoder  # content-encoding value -> Decoder
+        self._init_exchange(loop, sweep, make_decoder)
         self.id = next(_ids) & 0xFFFFFFFF
         self.origin = origin
         self.transport = None
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
-        self.sweep = sweep
         self.remote_address = ""
         self.tls_version = ""
         self.alpn: str | None = None
         self.idle_since = 0.0
         self.requests = 0
         self.closed = False   # the transport is gone
-        self.broken = False   # never reuse
         self.eof = False
-        self.error: BaseException | None = None
-        self.waiter = None
-        self.state = IDLE
-        self.stamps = None
-        self.bytes_out = 0
+        self._head_ns = 0
+        self._head_fed = 0
         self._max_head = max_header_bytes
         self.early_ns = 0
         self.paused = False
-        self.head_end = 0
-        self.reading = False
-        self.read_due = 0
-        self.write_due = 0
-        self._writing = False
-        self._reset(None, False, 0, 0, 0)
-
-    def _reset(self, stamps, deliver_head, read_ns: int, total_due: int, max_body: int) -> None:
-        """The per-exchange state, at the start of each exchange."""
-        self.stamps = stamps
-        self.error = None
-        self.response_started = False
-        self.bytes_in = 0
-        self._head_ns = 0
-        self._head_fed = 0
-        self.head = None
-        self.fields: dict | None = None
-        self.deliver_head = deliver_head
-        self.ready = False
-        self.collect = False
-        self.body = None
-        self.encoded = 0
-        self.decoder = None
-        self.max_body = max_body
-        self.chunks: collections.deque | None = None
-        self.buffered = 0
-        self.end_ns = 0
-        self.read_ns = read_ns
-        self.total_due = total_due
 
     # ------------------------------------------------------------ transport side
     def connection_made(self, transport) -> None:
@@ -192,30 +138,30 @@ class HTTP11Connection(asyncio.Protocol):
             if self.error is not None:
                 pass  # the exchange already failed: its buffered bytes are not parsed again
             elif exc is not None:
-                self._fail(translate_io(exc, "reading the response"))
+                self.fail(translate_io(exc, "reading the response"))
             elif not self.eof:
                 self.eof = True
                 if self._feed(b""):
                     self._process(_now())
             if self.state is not DONE:
-                self._fail(ConnectionReset("the connection closed during the exchange"))
+                self.fail(ConnectionReset("the connection closed during the exchange"))
         elif self._writing:
-            self._fail(translate_io(exc, "sending the request") if exc is not None
+            self.fail(translate_io(exc, "sending the request") if exc is not None
                        else ConnectionReset("the connection closed before the request was sent"))
-        self._wake()
+        self.wake()
 
     def pause_writing(self) -> None:
         pass  # the writer watches the buffer size; resume_writing wakes it
 
     def resume_writing(self) -> None:
-        self._wake()
+        self.wake()
 
     # -------------------------------------------------------------- parsing
     def _feed(self, data: bytes) -> bool:
         try:
             self.h11.receive_data(data)
         except h11.RemoteProtocolError as exc:  # data after a closed connection
-            self._fail(ProtocolError(f"malformed response: {exc}"), exc)
+            self.fail(ProtocolError(f"malformed response: {exc}"), exc)
             return False
         return True
 
@@ -225,33 +171,24 @@ class HTTP11Connection(asyncio.Protocol):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                self._fail(self._parse_error(exc), exc)
+                self.fail(self._parse_error(exc), exc)
                 return
             kind = type(event)
             if kind is _Data:
-                self._body(event.data)
+                if self.collect:
+                    self.collect_body(event.data)
+                else:
+                    self._buffer(event.data)
                 if self.error is not None:
                     return
             elif kind is _EndOfMessage:
-                if self.decoder is not None and self.collect:
-                    try:
-                        for piece in self.decoder.flush():
-                            self.body += piece
-                    except RestimingError as exc:
-                        self._fail(exc)
-                        return
-                self.state = DONE
-                self.end_ns = now
-                self.reading = False
-                self.sweep.unwatch(self)
-                self.ready = True
-                self._wake()
+                self.end_body(now)
                 return
             elif event is _NEED_DATA:
                 if self.state is HEAD and self._head_fed > self._max_head:
-                    self._fail(HeaderTooLarge(f"response head exceeds max_header_bytes={self._max_head}"))
+                    self.fail(HeaderTooLarge(f"response head exceeds max_header_bytes={self._max_head}"))
                 elif self.deliver_head and self.state is BODY:
-                    self._wake()
+                    self.wake()
                 return
             elif kind is _Response:
                 self._on_head(event, now)
@@ -265,12 +202,12 @@ class HTTP11Connection(asyncio.Protocol):
                     self.stamps[_INTERIM] = start
             elif kind is h11.ConnectionClosed:
                 if self.state is HEAD:
-                    self._fail(ConnectionReset("the server closed the connection without a response"))
+                    self.fail(ConnectionReset("the server closed the connection without a response"))
                 else:
-                    self._fail(ProtocolError("the connection closed before the body was complete"))
+                    self.fail(ProtocolError("the connection closed before the body was complete"))
                 return
             else:  # PAUSED cannot happen mid-exchange; anything else is a bug in the peer
-                self._fail(ProtocolError(f"unexpected {kind.__name__} in the response"))
+                self.fail(ProtocolError(f"unexpected {kind.__name__} in the response"))
                 return
 
     def _parse_error(self, exc: h11.RemoteProtocolError) -> RestimingError:
@@ -288,7 +225,7 @@ class HTTP11Connection(asyncio.Protocol):
         this chunk if h11 still holds unparsed bytes, else in the next one."""
         pending = _pending(self.h11)
         if self._head_fed - pending > self._max_head:
-            self._fail(HeaderTooLarge(f"response head exceeds max_header_bytes={self._max_head}"))
+            self.fail(HeaderTooLarge(f"response head exceeds max_header_bytes={self._max_head}"))
             return False
         self._head_fed = pending
         self._head_ns = now if pending else 0
@@ -298,10 +235,6 @@ class HTTP11Connection(asyncio.Protocol):
         start = self._head_ns
         if not self._head_done(now):
             return
-        self.stamps[_FINAL] = start
-        self.head_end = now
-        self.state = BODY
-        self.head = event
         fields: dict = {}
         if _HAS_FULL_ITEMS:
             for _raw, name, value in event.headers._full_items:
@@ -311,49 +244,16 @@ class HTTP11Connection(asyncio.Protocol):
             for name, value in event.headers:
                 if name in WANTED:
                     fields.setdefault(name, []).append(value)
-        self.fields = fields
-        if self.deliver_head is True or (self.deliver_head and event.status_code in self.deliver_head):
-            # stream(), or a redirect the client will follow: wake the fetch at the
-            # head; the body is buffered for whoever wants it.
-            self.deliver_head = True
-            self.collect = False
-            self.ready = True
+        if self.on_head(event, fields, event.status_code, start, now):
+            # stream(), or a redirect the client will follow: the fetch is woken at
+            # the head (at the end of this data_received); the body is buffered.
             self.chunks = collections.deque()
-            self.reading = False
-        else:
-            self.deliver_head = False
-            self.collect = True
-            encoding = fields.get(b"content-encoding")
-            if encoding:
-                self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
-                self.body = bytearray()
 
-    def _body(self, data: bytes) -> None:
+    def _buffer(self, data: bytes) -> None:
+        """Buffered mode: keep a body chunk for ``next_chunk``, pausing the socket
+        above ``HIGH_WATER`` unread bytes."""
         n = len(data)
         self.encoded += n
-        if self.collect:
-            if self.encoded > self.max_body:
-                self._fail(LimitExceeded(f"response body exceeds max_body_bytes={self.max_body}"))
-                return
-            decoder = self.decoder
-            if decoder is not None:
-                try:
-                    pieces = decoder.feed(data)
-                    body = self.body
-                    for piece in pieces:
-                        body += piece
-                except RestimingError as exc:
-                    self._fail(exc)
-                return
-            body = self.body
-            if body is None:
-                self.body = data
-            elif type(body) is bytes:
-                body = self.body = bytearray(body)
-                body += data
-            else:
-                body += data
-            return
         chunks = self.chunks
         if chunks and n < COALESCE and len(chunks[-1]) < COALESCE:
             # Tiny chunks (a peer writing a few bytes at a time) are merged, so the
@@ -369,50 +269,6 @@ class HTTP11Connection(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
 
-    # --------------------------------------------------------------- waking
-    def _wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def _fail(self, err: BaseException, cause: BaseException | None = None) -> None:
-        self.broken = True
-        if self.error is None:
-            if cause is not None and err.__cause__ is None:
-                err.__cause__ = cause
-            self.error = err
-        self.reading = False
-        self.sweep.unwatch(self)
-        self._wake()
-
-    def wait(self):
-        """A future the next event of interest resolves (one waiter at a time)."""
-        fut = self.waiter = self.loop.create_future()
-        return fut
-
-    # deadlines, for the sweep
-    def due(self) -> int:
-        due = 0
-        for d in (self.read_due if self.reading else 0, self.write_due if self._writing else 0,
-                  self.total_due):
-            if d and (not due or d < due):
-                due = d
-        return due
-
-    def expire(self, now: int) -> None:
-        if self.total_due and now >= self.total_due:
-            self._fail(TotalTimeout("the fetch's total deadline passed"))
-        elif self._writing and self.write_due and now >= self.write_due:
-            self._fail(WriteTimeout("the request did not drain into the socket in time"))
-        elif self.reading and self.read_due and now >= self.read_due:
-            self._fail(ReadTimeout(f"no response bytes for {self.read_ns / 1e9:g} s"))
-        elif self.state is HEAD or self.state is BODY:
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
-
     # -------------------------------------------------------------- exchange
     def start(self, stamps, request: h11.Request, head: bytes | None, body: bytes, deliver_head,
               read_ns: int, total_due: int, max_body: int) -> int:
@@ -423,7 +279,9 @@ class HTTP11Connection(asyncio.Protocol):
             raise ConnectionReset("the connection closed before the request was sent")
         self.requests += 1
         self.state = HEAD
-        self._reset(stamps, deliver_head, read_ns, total_due, max_body)
+        self.reset_exchange(stamps, deliver_head, read_ns, total_due, max_body)
+        self._head_ns = 0
+        self._head_fed = 0
         conn = self.h11
         try:
             if head is not None and _HAS_PROCESS_EVENT:
@@ -507,12 +365,7 @@ class HTTP11Connection(asyncio.Protocol):
                 raise self.error
             if self.state is DONE:
                 return None
-            self.reading = True
-            if self.read_ns:
-                self.read_due = _now() + self.read_ns
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
+            self.watch_read()
             try:
                 await self.wait()
             finally:
@@ -522,34 +375,14 @@ class HTTP11Connection(asyncio.Protocol):
         """Switch a head-delivered exchange to collecting its body (a redirect status
         the client does not follow after all)."""
         self.deliver_head = False
-        self.collect = True
         self.ready = self.state is DONE
-        encoding = self.fields.get(b"content-encoding")
-        if encoding:
-            self.decoder = self.make_decoder(b", ".join(encoding).decode("latin-1"))
-            self.body = bytearray()
+        self.start_collecting()
         chunks, self.chunks = self.chunks, None
         self.buffered = 0
         if self.paused and not self.closed:
             self.paused = False
             self.transport.resume_reading()
-        if chunks:
-            for data in chunks:
-                self.encoded -= len(data)
-                self._body(data)
-        if self.ready and self.decoder is not None and self.error is None:
-            try:  # the end of the body came before the switch: flush now
-                for piece in self.decoder.flush():
-                    self.body += piece
-            except RestimingError as exc:
-                self._fail(exc)
-        if not self.ready:
-            self.reading = True
-            if self.read_ns:
-                self.read_due = _now() + self.read_ns
-            due = self.due()
-            if due:
-                self.sweep.watch(self, due, self.loop)
+        self.replay_into_body(chunks)
 
     # ------------------------------------------------------------- lifecycle
     def is_idle_usable(self, keepalive_expiry: float, now: float) -> bool:
