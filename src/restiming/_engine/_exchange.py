@@ -128,6 +128,20 @@ class Exchange:
         if due:
             self.sweep.watch(self, due, self.loop)
 
+    async def wait_for_bytes(self) -> bool:
+        """Buffered mode, nothing buffered: raise the exchange's error, False at the
+        end of the body, else wait (the read deadline running) and True."""
+        if self.error is not None:
+            raise self.error
+        if self.state is DONE:
+            return False
+        self.watch_read()
+        try:
+            await self.wait()
+        finally:
+            self.reading = False
+        return True
+
     # -------------------------------------------------------------------- body
     def on_head(self, head, fields: dict, status: int, start_ns: int, now: int) -> bool:
         """The final head arrived (its first byte at ``start_ns``). Returns True when

@@ -314,15 +314,8 @@ class H2Stream(Exchange):
                 self._ack(flow)
                 self.connection._flush()
                 return data
-            if self.error is not None:
-                raise self.error
-            if self.state is DONE:
+            if not await self.wait_for_bytes():
                 return None
-            self.watch_read()
-            try:
-                await self.wait()
-            finally:
-                self.reading = False
 
     def collect_rest(self) -> None:
         """Switch a head-delivered exchange to collecting its body."""

@@ -361,15 +361,8 @@ class HTTP11Connection(Exchange, asyncio.Protocol):
                     self.paused = False
                     self.transport.resume_reading()
                 return data
-            if self.error is not None:
-                raise self.error
-            if self.state is DONE:
+            if not await self.wait_for_bytes():
                 return None
-            self.watch_read()
-            try:
-                await self.wait()
-            finally:
-                self.reading = False
 
     def collect_rest(self) -> None:
         """Switch a head-delivered exchange to collecting its body (a redirect status
