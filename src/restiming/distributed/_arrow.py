@@ -14,14 +14,17 @@ https://w3c.github.io/resource-timing/#sec-performanceresourcetiming
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from restiming._entry import _FLAG_REUSED, _FLAG_TAO_FAILED
 from restiming._fields import FIELDS, RECORD, STAMPS, TEXTS, TRANSFER_SIZE_OVERHEAD
 from restiming._servertiming import parse_server_timing
 
-__all__ = ["SCHEMA", "records_to_batch", "batch_to_dicts", "WHERE_COLUMNS"]
+__all__ = ["SCHEMA", "records_to_batch", "batch_to_dicts", "WHERE_COLUMNS", "ParquetSink"]
 
 _INT = {"transfer_size": pa.int64(), "encoded_body_size": pa.int64(), "decoded_body_size": pa.int64(),
         "response_status": pa.int32(), "connection_id": pa.int64(), "bytes_sent": pa.int64(),
@@ -151,3 +154,28 @@ def batch_to_dicts(batch: pa.RecordBatch, realtime_origin_ns: int) -> list[dict]
             d[name] = v
         out.append(d)
     return out
+
+
+class ParquetSink:
+    """Every shipped batch into ``DIR/actor-<i>.parquet`` (one file per actor, so a
+    dead actor's file is still complete up to its last batch); read them together with
+    ``pyarrow.dataset.dataset(DIR)``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._writers: dict = {}
+        self.rows = 0
+
+    def write(self, key, batch) -> None:
+        writer = self._writers.get(key)
+        if writer is None:
+            path = os.path.join(self.directory, f"actor-{key}.parquet" if isinstance(key, int) else f"{key}.parquet")
+            writer = self._writers[key] = pq.ParquetWriter(path, batch.schema)
+        writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
