@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 
 from restiming import clock
@@ -42,6 +43,23 @@ READY_TIMEOUT = 60.0
 STOP_SLACK = 10.0
 
 
+#: Seconds to reach a cluster's address before calling it unreachable (``ray.init``
+#: itself retries an unreachable GCS for many minutes).
+CONNECT_TIMEOUT = 5.0
+
+
+def _probe(address: str) -> None:
+    """Fail fast when ``host:port`` (or ``ray://host:port``) does not accept connections."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" or a form ray.init resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}") from exc
+
+
 def _connect(address: str | None, workers: int, init_kwargs: dict) -> bool:
     """Connect to the cluster; True when this process started the Ray instance."""
     import ray
@@ -50,6 +68,7 @@ def _connect(address: str | None, workers: int, init_kwargs: dict) -> bool:
         return False
     opts = dict(logging_level=logging.WARNING, log_to_driver=True)
     if address:
+        _probe(address)
         try:
             ray.init(address=address, **opts, **init_kwargs)
         except Exception as exc:
