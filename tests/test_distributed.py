@@ -164,3 +164,5 @@ def test_engine_actor_in_process_ships_every_record(nginx):
     assert records == counts["sent"] + counts["warmup_sent"] and driver.warmup_entries == counts["warmup_sent"]
     assert driver.total == rows
     assert actor.poll()["records"] == 0  # nothing left behind
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()  # the actor body never starts Ray by itself

@@ -38,6 +38,7 @@ ENGINE_SLOTS = 4
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
+    assert not ray.is_initialized(), "an earlier test left Ray initialized in this process"
     ray.init(num_cpus=1, resources={RESOURCE: ENGINE_SLOTS}, include_dashboard=False,
              object_store_memory=128 * 1024 * 1024, logging_level=logging.WARNING)
     yield

@@ -40,8 +40,9 @@ class EngineActor:
     """``stats``: the Aggregator options (open_loop, group_by, method, expect_status,
     warmup, slot_width, hlog) so deltas are made exactly as the driver accounts."""
 
-    def __init__(self, index: int, stats: dict) -> None:
-        sys.setswitchinterval(SWITCH_INTERVAL)  # this process is the actor's alone
+    def __init__(self, index: int, stats: dict, *, switch_interval: float | None = None) -> None:
+        if switch_interval is not None:  # only in a process of the actor's own (Ray's worker)
+            sys.setswitchinterval(switch_interval)
         self.index = index
         self.perf = restiming.Performance(buffer_size=1 << 40)
         t = self.perf._time
@@ -61,12 +62,8 @@ class EngineActor:
 
     def info(self) -> dict:
         out = dict(self.where)
-        try:
-            import ray
-
-            out["node_id"] = ray.get_runtime_context().get_node_id()
-        except Exception:  # not in a Ray worker (tests)
-            out["node_id"] = None
+        ray = sys.modules.get("ray")  # never import (nor auto-start) Ray from here
+        out["node_id"] = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else None
         return out
 
     def start(self, share: dict, start_wall_ns: int) -> dict:

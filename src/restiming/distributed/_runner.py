@@ -28,7 +28,7 @@ from restiming import clock
 from restiming._cli._load import STOP_GRACE, arrivals
 from restiming._exceptions import ClusterError
 
-from ._actor import EngineActor
+from ._actor import SWITCH_INTERVAL, EngineActor
 from ._arrow import batch_to_dicts
 
 __all__ = ["RayRunner", "RESOURCE"]
@@ -172,7 +172,7 @@ class RayRunner:
             handle = cls.options(
                 num_cpus=0, resources={RESOURCE: 1}, max_concurrency=2, max_restarts=0,
                 name=None, scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, i),
-            ).remote(share["index"], self.stats)
+            ).remote(share["index"], self.stats, switch_interval=SWITCH_INTERVAL)
             self.actors.append(_Actor(share["index"], handle, share))
         try:
             infos = ray.get([a.handle.info.remote() for a in self.actors], timeout=self.ready_timeout)
