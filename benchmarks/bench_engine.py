@@ -1,15 +1,19 @@
-"""Engine throughput and latency: restiming vs aiohttp (with and without tracing),
-httpx, and wrk as the ceiling, all against one local nginx in one run.
+"""Engine throughput and latency: restiming vs the bare h11 client (the design's floor),
+aiohttp (with and without tracing), httpx, and wrk as the ceiling, all against one
+local nginx in one run; then ``restiming bench --workers 1 -c 64`` vs locust's
+FastHttpUser (one process, 64 users).
 
-Baselines: aiohttp without tracing (the named baseline), aiohttp with a TraceConfig
-stamping every signal, httpx, wrk. Ratios are measured in the same run. The harness
+Baselines: the bare h11 client (h11 driven from an asyncio.Protocol on uvloop, one
+Future per request, no timing, no pool logic, no timeouts), aiohttp without tracing
+(the named baseline of the table), aiohttp with a TraceConfig stamping every signal,
+httpx, wrk, locust. Ratios are measured in the same run. The harness
 (``engine_harness.py``) explains the fairness rules. Under pytest-benchmark one round
 is the timed region of N requests (the same N for every client), so time ratios are
 throughput ratios; the table also gives the client's CPU time per request, which
 other load on the machine disturbs less than wall-clock req/s.
 
     python -m pytest benchmarks/bench_engine.py --benchmark-enable -s
-    python benchmarks/bench_engine.py            # prints the Markdown table
+    python benchmarks/bench_engine.py --reps 5   # prints the Markdown tables
 
 Environment: ``RESTIMING_BENCH_ROUNDS`` (default 3), ``RESTIMING_BENCH_SCALE``
 (multiplies the request counts, default 1), ``RESTIMING_BENCH_WRK_SECONDS`` (5).
@@ -36,9 +40,9 @@ def _order(r: h.Result) -> tuple:
     return (h.SCENARIOS.index(r.scenario) if r.scenario in h.SCENARIOS else 99, clients.index(r.client))
 
 
-def render(results: list[h.Result]) -> str:
+def render(results: list[h.Result], rounds: int = h.ROUNDS) -> str:
     results = sorted(results, key=_order)
-    return "\n".join([h.markdown_table(results), "", *h.ratio_lines(results), "", h.environment()])
+    return "\n".join([h.markdown_table(results), "", *h.ratio_lines(results), "", h.environment(rounds)])
 
 
 if pytest is not None:
@@ -93,17 +97,35 @@ if pytest is not None:
             add_line("engine " + line.lstrip("- "))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=h.ROUNDS, help="rounds per client, interleaved (default %(default)s)")
+    parser.add_argument("--scenarios", default=",".join(s.key for s in h.SCENARIOS),
+                        help="comma-separated scenario keys (default: all)")
+    parser.add_argument("--no-loadgens", action="store_true", help="skip restiming bench vs locust")
+    args = parser.parse_args(argv)
     if not h.wrk_available():
         print("note: wrk not found, no ceiling column", file=sys.stderr)
+    h.pin_client()
     started = time.monotonic()
+    wanted = set(args.scenarios.split(","))
+    scenarios = [s for s in h.SCENARIOS if s.key in wanted]
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    loadgens = None
     with h.BenchNginx() as server:
         url = server.url(h.PATH)
-        print(f"nginx {url}, {h.ROUNDS} rounds per client (interleaved), median req/s; "
+        print(f"nginx {url}, {args.reps} rounds per client (interleaved), median req/s; "
               f"latencies merged over rounds", file=sys.stderr)
-        results = h.run_all(url, log=lambda line: print(line, file=sys.stderr))
+        results = h.run_all(url, rounds=args.reps, scenarios=scenarios, log=log)
+        if not args.no_loadgens and h.locust_available():
+            loadgens = h.run_loadgens(url, rounds=args.reps, log=log)
     print(f"total {time.monotonic() - started:.0f} s", file=sys.stderr)
-    print(render(results))
+    print(render(results, args.reps))
+    if loadgens is not None:
+        print()
+        print(h.loadgen_table(loadgens))
     return 0
 
 

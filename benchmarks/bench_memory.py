@@ -2,7 +2,7 @@
 
 Target: at most 256 bytes per entry plus its URL. The timeline keeps drained records
 packed in 256 KiB chunks (no Python object per entry), so the figure is the record
-(168 bytes), its strings, an 8-byte length and padding.
+(184 bytes), its strings, an 8-byte length and padding.
 
 The 1,000,000 entries are copies of one entry recorded through ``perf.begin`` /
 ``rec.finish`` (each with its own URL), published straight into the timeline's ring
@@ -21,6 +21,7 @@ import pytest
 
 import restiming
 from restiming._binding import ffi, lib
+from restiming._fields import RECORD
 
 ENTRIES = 1_000_000
 SMALL = 100_000
@@ -111,10 +112,10 @@ def test_buffered_entry_memory(benchmark, report):
         record_one(perf, 0)
         perf.flush()
         buf, off = next(perf._store.records())
-        template = bytes(buf[off:off + 168])
+        template = bytes(buf[off:off + RECORD.size])
         rec = ffi.new("rt_record *")
-        ffi.memmove(rec, template, 168)
-        text = bytes(buf[off + 168 + rec.url_len:off + 168 + rec.url_len + rec.text_len])
+        ffi.memmove(rec, template, RECORD.size)
+        text = bytes(buf[off + RECORD.size + rec.url_len:off + RECORD.size + rec.url_len + rec.text_len])
         publish = perf._ring.publish
         for i in range(1, ENTRIES):
             strings = url(i).encode() + text

@@ -14,7 +14,7 @@
 #include "rt_ring.h"
 #include "rt_status.h"
 
-_Static_assert(sizeof(rt_record) == 168, "rt_record layout changed");
+_Static_assert(sizeof(rt_record) == 184, "rt_record layout changed");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
                "64-bit atomics must be lock-free to work across processes");
 

@@ -44,7 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RT_NSTAMPS 15
+#define RT_NSTAMPS 17
 #define RT_CELL_SIZE 64
 #define RT_CELL_PAYLOAD (RT_CELL_SIZE - 8)
 
@@ -64,7 +64,9 @@ enum {
     RT_FIRST_INTERIM_RESPONSE_START,
     RT_FINAL_RESPONSE_HEADERS_START,
     RT_RESPONSE_END,
-    RT_INTENDED_START
+    RT_INTENDED_START,
+    RT_PROXY_CONNECT_START,
+    RT_PROXY_CONNECT_END
 };
 
 /* Record flags. The class bits are written by the ring, not the producer. */
@@ -74,7 +76,7 @@ enum {
 #define RT_FLAG_TAO_FAILED 0x8u
 #define RT_FLAG_CLASS_MASK (RT_FLAG_SECONDARY | RT_FLAG_DROPPED)
 
-/* Fixed layout, 168 bytes, followed by url_len bytes of URL and text_len
+/* Fixed layout, 184 bytes, followed by url_len bytes of URL and text_len
  * bytes of the other strings (NUL-separated). Stamps are CLOCK_MONOTONIC ns,
  * 0 = not set. */
 typedef struct rt_record {

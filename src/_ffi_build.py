@@ -22,7 +22,7 @@ CDEF = """
 #define RT_EEXIST -7
 #define RT_ETRUNC -8
 
-#define RT_NSTAMPS 15
+#define RT_NSTAMPS 17
 #define RT_CELL_SIZE 64
 #define RT_FLAG_SECONDARY 1
 #define RT_FLAG_DROPPED 2
@@ -35,7 +35,7 @@ CDEF = """
 #define RT_PUB_RING_FULL 16
 
 typedef struct rt_record {
-    int64_t stamp[15];
+    int64_t stamp[17];
     int64_t encoded_body_size;
     int64_t decoded_body_size;
     int64_t bytes_sent;

@@ -7,6 +7,7 @@ record (bytes of two records mixed) from a lost or duplicated one.
 
 from __future__ import annotations
 
+import os
 import time
 
 #: Every 997th record carries an 8 KiB URL (records span many cells and wrap).
@@ -56,13 +57,13 @@ def check(buf, off: int, n: int):
     for slot in range(2, 15):
         if v[slot] != stamp_for(producer, seq, slot):
             raise AssertionError(f"torn stamps in record {producer}/{seq}")
-    if v[15] != seq or v[16] != seq * 2 or v[19] != producer or v[20] != 200 + seq % 300:
+    if v[17] != seq or v[18] != seq * 2 or v[21] != producer or v[22] != 200 + seq % 300:
         raise AssertionError(f"torn sizes in record {producer}/{seq}")
     url = url_for(producer, seq)
     text = text_for(producer, seq)
-    if (v[22], v[23]) != (len(url), len(text)) or n != 168 + len(url) + len(text):
+    if (v[24], v[25]) != (len(url), len(text)) or n != RECORD.size + len(url) + len(text):
         raise AssertionError(f"torn lengths in record {producer}/{seq}")
-    if bytes(buf[off + 168 : off + n]) != url + text:
+    if bytes(buf[off + RECORD.size : off + n]) != url + text:
         raise AssertionError(f"torn strings in record {producer}/{seq}")
     return producer, seq
 
@@ -129,6 +130,40 @@ def forked_producer(perf, count: int) -> None:
     for seq in range(count):
         perf.begin(f"https://forked.example/{seq}").finish(response_status=201)
     perf.close()
+
+
+def fork_from_a_single_thread(count: int, result_queue) -> None:
+    """Spawned child: own a shared timeline, fork a grandchild that records ``count``
+    entries through the owner's object, and report what the owner then sees.
+
+    It forks while it is the only thread (before the queue starts its feeder thread),
+    so Python 3.12+ has nothing to warn about; the DeprecationWarning that a
+    multi-threaded fork raises is an error here, not a silent pass."""
+    import threading
+    import warnings
+
+    from restiming import Performance
+
+    perf = Performance(buffer_size=100_000, shared=True)
+    try:
+        threads = threading.active_count()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                forked_producer(perf, count)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        entries = perf.get_entries()
+        segment_kept = os.path.exists("/dev/shm/" + perf.share_name.lstrip("/"))
+        result_queue.put((threads, os.waitstatus_to_exitcode(status), len(entries),
+                          sorted({e.response_status for e in entries}), segment_kept))
+    finally:
+        perf.close()
 
 
 def shared_owner(result_queue, exit_event, close: bool) -> None:

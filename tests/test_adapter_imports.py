@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 OPTIONAL = ("httpx", "aiohttp", "opentelemetry", "pytest", "_pytest", "pytest_benchmark",
-            "pytest_asyncio", "anyio", "multidict", "yarl", "httpcore")
+            "pytest_asyncio", "anyio", "multidict", "yarl", "httpcore", "h2", "hpack", "hyperframe")
 
 
 def test_importing_restiming_imports_no_optional_integration():

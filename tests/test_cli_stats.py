@@ -16,7 +16,7 @@ from restiming._cli._load import arrivals
 from restiming._cli._stats import HIST_PHASES, MAX_SLOTS, Aggregator, phases_ns
 from restiming._cli._thresholds import parse_expect_status, parse_threshold
 from restiming._entry import decode_record
-from restiming._fields import RECORD, SLOT, TEXTS
+from restiming._fields import RECORD, SLOT, STAMPS, TEXTS
 from restiming.phases import phase_durations
 
 ORIGIN = 10**12
@@ -24,7 +24,7 @@ ORIGIN = 10**12
 
 def pack(url="http://a/", status=200, flags=0, error="", initiator="fetch", **stamps) -> bytes:
     """One length-prefixed packed record, as the ring drains it."""
-    values = [0] * 15
+    values = [0] * len(STAMPS)
     for name, ms in stamps.items():
         values[SLOT[name]] = ORIGIN + int(ms * 1e6) if ms else 0
     texts = [""] * len(TEXTS)
@@ -192,3 +192,114 @@ def test_arrivals_constant_and_ramping():
     assert math.isclose(ramp[125] / 1e9, 5.0, rel_tol=1e-6)
     down = list(arrivals([(1.0, 100.0), (2.0, 0.0)], 100.0))
     assert len(down) == 200 and max(down) < 3e9
+
+
+# -- late starts and coordinated-omission correction (issue 8, finding 17) --------------
+
+def _open_loop_records(starts_and_intended_ms, total_ms=2.0) -> bytes:
+    """One reused-connection 200 per (start, intended start), each taking ``total_ms``."""
+    out = b""
+    for st, intended in starts_and_intended_ms:
+        out += pack(status=200, start_time=st, fetch_start=st, request_start=st + 0.1, request_end=st + 0.2,
+                    final_response_headers_start=st + total_ms - 0.5, response_end=st + total_ms,
+                    intended_start=intended, flags=0x4)
+    return out
+
+
+def test_late_start_threshold_is_the_documented_one_millisecond():
+    from restiming._cli._stats import LATE_THRESHOLD_NS
+
+    assert LATE_THRESHOLD_NS == 1_000_000  # README: "late starts: N over 1 ms"
+    # Lateness 0, 0.5, 0.999, exactly 1 (not over), 1.05, 2 and 30 ms: three are over 1 ms.
+    lateness = [0.0, 0.5, 0.999, 1.0, 1.05, 2.0, 30.0]
+    recs = _open_loop_records([(100.0 + i * 50 + late, 100.0 + i * 50) for i, late in enumerate(lateness)])
+    agg = Aggregator(open_loop=True)
+    agg.add_span(recs, 0, len(recs))
+    late = agg.late_summary()
+    assert late["count"] == 3
+    assert late["threshold_ms"] == 1.0
+    assert late["early"] == 0
+    assert late["max_ms"] == pytest.approx(30.0, rel=1e-3)
+    assert late["p50_ms"] == pytest.approx(1.0, rel=1e-2)
+
+
+def test_late_summary_counts_early_starts_and_records_them_as_zero():
+    recs = _open_loop_records([(100.0, 100.5), (200.0, 200.0), (300.0, 297.0)])
+    agg = Aggregator(open_loop=True)
+    agg.add_span(recs, 0, len(recs))
+    late = agg.late_summary()
+    assert late["early"] == 1 and late["count"] == 1
+    assert agg.late_hist.count == 3 and agg.late_hist.min == 0
+
+
+def test_bench_summary_reports_the_aggregators_late_starts(monkeypatch):
+    from restiming._cli import _stats
+
+    monkeypatch.setattr(_stats, "LATE_THRESHOLD_NS", 5_000_000)
+    recs = _open_loop_records([(100.0 + 10 * i, 100.0 + 10 * i - late) for i, late in enumerate([0.5, 2, 6, 9])])
+    agg = Aggregator(open_loop=True)
+    agg.add_span(recs, 0, len(recs))
+    assert agg.late_summary()["count"] == 2 and agg.late_summary()["threshold_ms"] == 5.0
+
+
+def test_corrected_latency_runs_from_the_intended_start():
+    # Coordinated omission: requests that started late (queued behind a stall) count
+    # from when they should have started. Raw totals are all 2 ms; corrected ones
+    # are 2 ms plus each request's lateness.
+    lateness = [0.0, 10.0, 20.0, 30.0, 40.0]
+    recs = _open_loop_records([(1000.0 + i * 100 + late, 1000.0 + i * 100) for i, late in enumerate(lateness)])
+    agg = Aggregator(open_loop=True, slot_width=10.0)
+    agg.start(ORIGIN)
+    agg.add_span(recs, 0, len(recs))
+    hists = dict(zip(HIST_PHASES, agg.merged().hists))
+    total, corrected = hists["total"], hists["corrected"]
+    assert total.count == corrected.count == 5
+    assert total.max == pytest.approx(2e6, rel=1e-3) and total.min == pytest.approx(2e6, rel=1e-3)
+    assert corrected.min == pytest.approx(2e6, rel=1e-3)
+    assert corrected.max == pytest.approx(42e6, rel=1e-3)
+    assert corrected.percentile(50) == pytest.approx(22e6, rel=1e-3)
+    # The open loop's latency-over-time series is the corrected latency too.
+    (row,) = agg.timeline()
+    assert row["count"] == 5 and row["max_ms"] == pytest.approx(42.0, rel=1e-3)
+
+
+def test_closed_loop_has_no_correction():
+    recs = b"".join(pack(status=200, start_time=s, fetch_start=s, response_end=s + 3) for s in (1.0, 5.0))
+    agg = Aggregator(open_loop=False, slot_width=10.0)
+    agg.start(ORIGIN)
+    agg.add_span(recs, 0, len(recs))
+    hists = dict(zip(HIST_PHASES, agg.merged().hists))
+    assert hists["corrected"].count == 0 and hists["total"].count == 2
+    assert agg.late_hist.count == 0
+    (row,) = agg.timeline()
+    assert row["max_ms"] == pytest.approx(3.0, rel=1e-3)
+
+
+def test_open_loop_stamps_each_request_with_its_scheduled_start(scripted_server):
+    # The generator hands fetch() the schedule's time, not the time it got round to the
+    # arrival: every entry's intended_start is exactly start + k * 10 ms. With one
+    # connection and a server taking 30 ms, arrivals every 10 ms queue inside their
+    # entries (start on schedule, wait for the connection), so the stall is measured.
+    import asyncio
+
+    import restiming
+    from restiming import clock
+    from restiming._cli._load import generate
+    from tests.peers.scripted import Send, Sleep, response
+
+    server = scripted_server(lambda request: [Sleep(0.03), Send(response(200, body=b"ok"))])
+    perf = restiming.Performance(buffer_size=1000)
+    share = {"urls": [server.url("/")], "method": "GET", "headers": None, "body": None, "concurrency": 1,
+             "requests": 12, "duration": None, "schedule": [(math.inf, 100.0)], "start_rate": 100.0,
+             "warmup": 0, "warmup_rate": None, "max_in_flight": 100, "index": 0, "workers": 1,
+             "client": {"timeout": 5.0}}
+    start_ns = clock.now_ns() + 50_000_000
+    counts = asyncio.run(generate(perf, share, start_ns, lambda: False))
+    assert counts["sent"] == 12 and counts["dropped"] == 0
+    entries = sorted(perf.get_entries(), key=lambda e: e.intended_start)
+    assert len(entries) == 12
+    origin_ns = perf._origin_ns
+    expected = [(start_ns + k * 10_000_000 - origin_ns) / 1e6 for k in range(12)]
+    assert [e.intended_start for e in entries] == pytest.approx(expected, abs=1e-6)
+    assert all(e.start_time >= e.intended_start for e in entries)
+    assert entries[-1].duration > 150  # queued behind eleven 30 ms responses

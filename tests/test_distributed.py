@@ -121,6 +121,7 @@ def test_deltas_merge_to_what_one_aggregator_counts(nginx):
         assert a == b, name
     assert {g.name for g in merged.all_groups()} == {g.name for g in whole.all_groups()}
     assert merged.late_hist == whole.late_hist
+    assert merged.connections == whole.connections
     assert [r["count"] for r in merged.timeline()] == [r["count"] for r in whole.timeline()]
     assert sum(len(v) for v in merged.samples.values()) == sum(len(v) for v in whole.samples.values())
 

@@ -126,12 +126,12 @@ def test_first_connection_of_a_process_agrees_with_curl(scripted_server, kind):
     server = scripted_server({"/": [Send(response(200, body=b"ok"))]})
     url = server.url("/")
     ours = []
-    for _ in range(5):
+    for _ in range(7):
         out = subprocess.run([sys.executable, "-c", _FIRST_FETCH, url, kind], capture_output=True, text=True,
                              timeout=60, check=True).stdout
         ours.append(float(out))
     theirs = []
-    for _ in range(5):
+    for _ in range(7):
         out = subprocess.run([curl, "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{time_connect}", url],
                              capture_output=True, text=True, timeout=10, check=True).stdout
         theirs.append(float(out) * 1000.0)

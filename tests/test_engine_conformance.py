@@ -429,3 +429,31 @@ def test_response_headers_are_built_lazily_in_wire_order(arun, scripted_server):
                 assert await s.aread() == b"hello"
 
     arun(main)
+
+
+CONTENT_TYPES = [
+    ("application/javascript; charset=utf-8", "text/javascript"),
+    ("text/x-ecmascript", "text/javascript"),
+    ("application/ld+json", "application/json"),
+    ("text/json", "application/json"),
+    ("image/svg+xml", "image/svg+xml"),
+    ("text/xml", "application/xml"),
+    ("application/atom+xml", "application/xml"),
+    ("Text/HTML;charset=x", "text/html"),
+    ("application/octet-stream", "application/octet-stream"),
+    ("text/plain, application/json", "application/json"),
+    ("nonsense", ""),
+]
+
+
+@pytest.mark.parametrize(("field", "expected"), CONTENT_TYPES)
+def test_content_type_is_the_minimized_essence(arun, scripted_server, field, expected):
+    """Fetch's "minimize a supported MIME type" (as Chromium exposes contentType)."""
+    server = scripted_server({"/": [Send(response(200, [("content-type", field)], b"x"))]})
+
+    async def main():
+        perf = restiming.Performance()
+        async with make_client(perf) as client:
+            assert (await client.fetch(server.url("/"))).entry.content_type == expected
+
+    arun(main)

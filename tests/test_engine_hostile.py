@@ -101,6 +101,8 @@ def test_interim_then_large_body_in_one_write(arun, scripted_server, mode, statu
 # -- finding 7: a woken pool waiter that is cancelled passes the wake-up on -------------
 
 class _FakeConn:
+    multiplexed = False
+
     def __init__(self, origin) -> None:
         self.origin = origin
         self.closed = False

@@ -42,6 +42,7 @@ SPEC_JSON_KEYS = (
 EXTENSION_NAMES = (
     "error", "error_message", "connection_id", "connection_reused", "remote_address",
     "tls_version", "request_end", "bytes_sent", "bytes_received", "intended_start",
+    "proxy", "proxy_connect_start", "proxy_connect_end",
 )
 NETWORK_PHASES = [p for p in PHASE_ORDER if p not in ("start_time", "fetch_start", "response_end")]
 
@@ -71,7 +72,7 @@ def full_record(perf, url="https://example.test/full", **finish):
         next_hop_protocol="http/1.1", content_type="text/html", content_encoding="gzip",
         delivery_type="", server_timing="db;dur=53;desc=\"query\", cache",
         connection_id=7, connection_reused=True, remote_address="127.0.0.1:8080",
-        tls_version="TLSv1.3", bytes_sent=120, bytes_received=1500,
+        tls_version="TLSv1.3", bytes_sent=120, bytes_received=1500, proxy="10.0.0.1:3128",
     )
     kwargs.update(finish)
     return rec, rec.finish(**kwargs)
@@ -125,6 +126,8 @@ def test_extensions_only_in_to_dict(perf):
     assert (data["bytes_sent"], data["bytes_received"]) == (120, 1500)
     assert entry.request_start <= entry.request_end <= entry.response_end
     assert data["intended_start"] == 0.0
+    assert data["proxy"] == "10.0.0.1:3128"
+    assert entry.connect_start <= data["proxy_connect_start"] <= data["proxy_connect_end"] <= entry.connect_end
     assert data["server_timing"] == entry.to_json()["serverTiming"]
 
 
@@ -465,6 +468,8 @@ def check_order(entry) -> None:
 @given(plan=stamp_plans())
 def test_stamps_are_monotonic_in_phase_order(plan):
     phases, reused, exposed, error = plan
+    if reused:  # a reused tunnel sends no CONNECT: the proxy stamps stay 0
+        phases = [p for p in phases if p not in ("proxy_connect_start", "proxy_connect_end")]
     perf = Performance()
     try:
         rec = perf.begin("https://example.test/order")

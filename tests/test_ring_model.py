@@ -1,8 +1,8 @@
 """The C ring (through ``restiming._ring.Ring``) against a pure-Python model.
 
 ``RingModel`` restates csrc/rt_ring.h's theory of operation in a few lines of Python:
-transport capacity (a record of ``168 + len(strings)`` bytes plus its 8-byte length
-occupies ``ceil((8 + 168 + len(strings)) / 56)`` cells of a ring of N cells; with no
+transport capacity (a record of ``184 + len(strings)`` bytes plus its 8-byte length
+occupies ``ceil((8 + 184 + len(strings)) / 56)`` cells of a ring of N cells; with no
 room the publish answers RING_FULL and writes nothing) and the buffer classification
 (primary count/limit, pending flag, secondary count/cap, dropped count). A hypothesis
 state machine drives both with the same operation sequences and compares every
@@ -31,12 +31,12 @@ from hypothesis.stateful import (
 
 from restiming._binding import ffi, lib
 from restiming._exceptions import NativeError
-from restiming._fields import RECORD
+from restiming._fields import FLAGS_OFFSET as _FLAGS_OFFSET, RECORD
 from restiming._ring import Ring, iter_records
 
 CELL_PAYLOAD = 56
-RECORD_SIZE = 168
-FLAGS_OFFSET = 158  # u16 flags inside rt_record
+RECORD_SIZE = RECORD.size
+FLAGS_OFFSET = _FLAGS_OFFSET  # u16 flags inside rt_record
 UNLIMITED = 2**62
 
 PUB_PRIMARY = lib.RT_PUB_PRIMARY
@@ -161,7 +161,7 @@ class RingModel:
 def make_record(rng: random.Random, url_len: int, text_len: int):
     """A C record with random contents (flags too: the ring must overwrite the class bits)."""
     rec = ffi.new("rt_record *")
-    for i in range(15):
+    for i in range(lib.RT_NSTAMPS):
         rec.stamp[i] = rng.randrange(-(2**63), 2**63)
     rec.encoded_body_size = rng.randrange(2**63)
     rec.decoded_body_size = rng.randrange(2**63)
@@ -262,7 +262,7 @@ class RingMachine(RuleBasedStateMachine):
             assert bytes(buf[offset:offset + used]) == data
             # What the consumer sees: every record of the run carries the run's class.
             for off, n in iter_records(buf, offset, offset + used):
-                assert RECORD.unpack_from(buf, off)[21] & CLASS_MASK == klass
+                assert RECORD.unpack_from(buf, off)[23] & CLASS_MASK == klass
         assert buf[:offset] == b"\xee" * offset
 
     @rule()
@@ -349,8 +349,8 @@ def publish_n(ring: Ring, n: int, strings: bytes = b"x" * 10):
 def test_transport_capacity_and_ring_full_writes_nothing():
     ring = Ring.create(64, UNLIMITED, 0, ORIGIN)
     try:
-        # 168 + 100 + 8 = 276 bytes -> 5 cells; 12 fit in 64 cells (60), the 13th does not.
-        strings = b"u" * 100
+        # 184 + 84 + 8 = 276 bytes -> 5 cells; 12 fit in 64 cells (60), the 13th does not.
+        strings = b"u" * 84
         assert cells_for(len(strings)) == 5
         results = publish_n(ring, 13, strings)
         assert results[:12] == [PUB_PRIMARY] * 12
@@ -379,11 +379,11 @@ def test_wraparound_keeps_bytes_intact():
             used, count, klass = ring.drain_into(buf, 0)
             assert (count, klass) == (1, 0)
             n = int.from_bytes(buf[:8], "little")
-            assert n == 168 + len(strings)
+            assert n == RECORD_SIZE + len(strings)
             got = bytes(buf[8:8 + n])
-            assert got[FLAGS_OFFSET + 2:168] == expected[FLAGS_OFFSET + 2:168]
+            assert got[FLAGS_OFFSET + 2:RECORD_SIZE] == expected[FLAGS_OFFSET + 2:RECORD_SIZE]
             assert got[:FLAGS_OFFSET] == expected[:FLAGS_OFFSET]
-            assert got[168:] == strings
+            assert got[RECORD_SIZE:] == strings
         assert ring.stats().head > 64 * 10  # went round many times
     finally:
         ring.close()
@@ -422,7 +422,7 @@ def test_too_big_and_invalid_sizes():
     try:
         assert ring.max_record == 32 * 56 - 8
         rec = ffi.new("rt_record *")
-        rec.url_len = ring.max_record - 168
+        rec.url_len = ring.max_record - RECORD_SIZE
         assert ring.publish(rec, bytes(rec.url_len)) == PUB_PRIMARY
         rec.url_len += 1
         with pytest.raises(NativeError) as info:
@@ -458,7 +458,7 @@ def test_cells_per_record(lengths):
 
 
 def test_record_struct_matches_c_layout():
-    assert struct.calcsize("<15q4qIHHII") == ffi.sizeof("rt_record") == 168
-    assert ffi.offsetof("rt_record", "flags") == FLAGS_OFFSET
-    assert ffi.offsetof("rt_record", "url_len") == 160
-    assert ffi.offsetof("rt_record", "text_len") == 164
+    assert struct.calcsize("<17q4qIHHII") == ffi.sizeof("rt_record") == 184
+    assert ffi.offsetof("rt_record", "flags") == FLAGS_OFFSET == 174
+    assert ffi.offsetof("rt_record", "url_len") == 176
+    assert ffi.offsetof("rt_record", "text_len") == 180

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pytest
@@ -9,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from restiming._exceptions import InvalidURL
-from restiming._url import MAX_URL_LENGTH, normalize_origin, parse_url, resolve_location, same_origin
+from restiming._url import (
+    MAX_URL_LENGTH, normalize_origin, parse_url, resolve_location, same_origin, serialize_ipv6,
+)
 
 # (url, scheme, host, port, target, origin, authority)
 VALID = [
@@ -66,6 +69,49 @@ def test_parse_valid(url, scheme, host, port, target, origin, authority):
     )
     assert parsed.url == url
     assert parsed.target.isascii()
+
+
+# The URL Standard's IPv6 serializer (cases from WPT's urltestdata.json and the standard's
+# examples): hex pieces, lower case, the first longest run of 2+ zero pieces compressed,
+# never a dotted IPv4 tail (Python 3.13's ipaddress prints "::ffff:1.2.3.4").
+IPV6 = [
+    ("[::ffff:1.2.3.4]", "::ffff:102:304"),
+    ("[::ffff:192.168.0.1]", "::ffff:c0a8:1"),
+    ("[::ffff:0:0]", "::ffff:0:0"),
+    ("[0:0:0:0:0:0:13.1.68.3]", "::d01:4403"),
+    ("[::127.0.0.1]", "::7f00:1"),
+    ("[64:ff9b::1.2.3.4]", "64:ff9b::102:304"),
+    ("[1:0::]", "1::"),
+    ("[0::0]", "::"),
+    ("[1:0:0:2:0:0:3:4]", "1::2:0:0:3:4"),
+    ("[1:0:0:2:0:0:0:3]", "1:0:0:2::3"),
+    ("[1:0:3:4:5:6:7:8]", "1:0:3:4:5:6:7:8"),
+    ("[ABCD:EF01::]", "abcd:ef01::"),
+    ("[0001:0002:0003:0004:0005:0006:0007:0008]", "1:2:3:4:5:6:7:8"),
+]
+
+
+@pytest.mark.parametrize(("bracketed", "host"), IPV6)
+def test_ipv6_hosts_serialize_per_the_url_standard(bracketed, host):
+    parsed = parse_url(f"http://{bracketed}:81/")
+    assert parsed.host == host
+    assert parsed.authority == f"[{host}]:81"
+    assert parsed.origin == f"http://[{host}]:81"
+
+
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xABC]) | st.integers(0, 0xFFFF), min_size=8, max_size=8))
+def test_ipv6_serializer_round_trips_and_compresses_the_first_longest_zero_run(pieces):
+    packed = b"".join(p.to_bytes(2, "big") for p in pieces)
+    text = serialize_ipv6(packed)
+    assert ipaddress.IPv6Address(text).packed == packed
+    assert "." not in text and text == text.lower() and text.count("::") <= 1
+    runs = [(i, j - i) for i in range(8) for j in range(i + 2, 9) if not any(pieces[i:j])]
+    if runs:
+        start, length = max(runs, key=lambda r: (r[1], -r[0]))
+        assert text == ":".join(f"{p:x}" for p in pieces[:start]) + "::" + ":".join(
+            f"{p:x}" for p in pieces[start + length:])
+    else:
+        assert text == ":".join(f"{p:x}" for p in pieces)
 
 
 @pytest.mark.parametrize(

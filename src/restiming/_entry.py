@@ -141,7 +141,7 @@ def decode_record(buf, off: int, origin_ns: int) -> PerformanceResourceTiming:
 def _decode_values(buf, off: int, origin_ns: int) -> tuple:
     """The attribute values (FIELDS order) of the packed record at ``buf[off:]``."""
     v = RECORD.unpack_from(buf, off)
-    (start, fetch, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
+    (start, fetch, rs, re_, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended, pcs, pce,
      enc, dec, sent, recv, conn_id, status, flags, url_len, text_len) = v
     p = off + RECORD.size
     url = bytes(buf[p : p + url_len]).decode("utf-8", "surrogateescape")
@@ -150,12 +150,12 @@ def _decode_values(buf, off: int, origin_ns: int) -> tuple:
     if len(texts) != _NTEXTS:
         texts = (texts + [""] * _NTEXTS)[:_NTEXTS]
     (initiator, protocol, ctype, cenc, delivery, st_raw, error, error_message,
-     remote, tls) = texts
+     remote, tls, proxy) = texts
 
-    # The 15 stamps in record order, in ms; one comprehension, not a call per stamp
+    # The 17 stamps in record order, in ms; one comprehension, not a call per stamp
     # (this runs once per fetch, for the entry the caller gets back).
     (start_ms, fetch_ms, rs_ms, re_ms, dls_ms, dle_ms, cs_ms, ce_ms, scs_ms, reqs_ms, reqe_ms, fir_ms,
-     frh_ms, end_ms, intended_ms) = [(ns - origin_ns) / 1e6 if ns else 0.0 for ns in v[:15]]
+     frh_ms, end_ms, intended_ms, pcs_ms, pce_ms) = [(ns - origin_ns) / 1e6 if ns else 0.0 for ns in v[:17]]
     opaque = bool(flags & _FLAG_TAO_FAILED)
     values = (
         url,
@@ -197,5 +197,8 @@ def _decode_values(buf, off: int, origin_ns: int) -> tuple:
         sent,
         recv,
         intended_ms,
+        proxy,
+        pcs_ms,
+        pce_ms,
     )
     return values

@@ -28,6 +28,10 @@ __all__ = [
     "TotalTimeout",
     "ProtocolError",
     "ConnectionReset",
+    "StreamReset",
+    "StreamRefused",
+    "ConnectionTerminated",
+    "ProxyError",
     "RedirectError",
     "TooManyRedirects",
     "RedirectSchemeError",
@@ -138,6 +142,42 @@ class ConnectionReset(FetchError):
     """The peer closed or reset the connection before the response was complete."""
 
     kind = "reset"
+
+
+class StreamReset(ConnectionReset):
+    """HTTP/2: the server reset the stream (RST_STREAM). ``code`` is the HTTP/2 error
+    code (an int, RFC 9113 §7), ``code_name`` its name."""
+
+    def __init__(self, message: str, *, code: int = 0, code_name: str = "", **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code
+        self.code_name = code_name
+
+
+class StreamRefused(StreamReset):
+    """HTTP/2: the server did not process the request: RST_STREAM with REFUSED_STREAM,
+    a stream above a GOAWAY's last stream id, or no stream left on the connection.
+    The engine retries such a request once on a new connection (RFC 9113 §8.7)."""
+
+
+class ConnectionTerminated(ConnectionReset):
+    """HTTP/2: the server sent GOAWAY and closed the connection before this stream's
+    response was complete. ``code`` is the GOAWAY error code, ``last_stream_id`` the
+    last stream the server said it processed."""
+
+    def __init__(self, message: str, *, code: int = 0, last_stream_id: int = 0, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code
+        self.last_stream_id = last_stream_id
+
+
+class ProxyError(ConnectError):
+    """The proxy refused the tunnel or the request (``status``: its HTTP status, e.g.
+    407, 403, 502; 0 when it answered no valid HTTP). The entry's kind is "connect"."""
+
+    def __init__(self, message: str, *, status: int = 0, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
 
 
 class RedirectError(FetchError):

@@ -29,6 +29,8 @@ STAMPS = (
     "final_response_headers_start",
     "response_end",
     "intended_start",
+    "proxy_connect_start",
+    "proxy_connect_end",
 )
 SLOT = {name: i for i, name in enumerate(STAMPS)}
 
@@ -43,6 +45,8 @@ PHASE_ORDER = (
     "domain_lookup_start",
     "domain_lookup_end",
     "connect_start",
+    "proxy_connect_start",
+    "proxy_connect_end",
     "secure_connection_start",
     "connect_end",
     "request_start",
@@ -68,6 +72,8 @@ OPAQUE_ZEROED_STAMPS = (
     "request_end",
     "first_interim_response_start",
     "final_response_headers_start",
+    "proxy_connect_start",
+    "proxy_connect_end",
 )
 
 # Strings stored after the URL, NUL-separated, in this order.
@@ -82,16 +88,17 @@ TEXTS = (
     "error_message",
     "remote_address",
     "tls_version",
+    "proxy",
 )
 
-# rt_record: 15 int64 stamps, 4 int64 sizes, u32 connection_id, u16 status,
-# u16 flags, u32 url_len, u32 text_len = 168 bytes.
-RECORD = struct.Struct("<15q4qIHHII")
-assert RECORD.size == 168
+# rt_record: 17 int64 stamps, 4 int64 sizes, u32 connection_id, u16 status,
+# u16 flags, u32 url_len, u32 text_len = 184 bytes.
+RECORD = struct.Struct("<17q4qIHHII")
+assert RECORD.size == 184
 # Byte offsets the consumer reads without unpacking a whole record (checked against
 # the compiled layout in tests/test_native.py).
-FLAGS_OFFSET = struct.calcsize("<15q4qIH")
-URL_LEN_OFFSET = struct.calcsize("<15q4qIHH")
+FLAGS_OFFSET = struct.calcsize("<17q4qIH")
+URL_LEN_OFFSET = struct.calcsize("<17q4qIHH")
 
 # (attribute, spec key or None for an extension, kind). Order = attribute order of
 # the spec's IDL, then the extensions.
@@ -136,6 +143,11 @@ FIELDS = (
     ("bytes_sent", None, "int"),
     ("bytes_received", None, "int"),
     ("intended_start", None, "time"),
+    # Fetches through a proxy: its address, and the CONNECT tunnel (request sent,
+    # 2xx received) within connect_start..connect_end; 0 without a tunnel.
+    ("proxy", None, "str"),
+    ("proxy_connect_start", None, "time"),
+    ("proxy_connect_end", None, "time"),
 )
 ATTRIBUTES = tuple(f[0] for f in FIELDS)
 INDEX = {name: i for i, name in enumerate(ATTRIBUTES)}

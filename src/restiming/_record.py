@@ -196,6 +196,7 @@ class Recorder:
         bytes_received: int = 0,
         intended_start: int | None = None,
         timing_allow_passed: bool = True,
+        proxy: str = "",
     ):
         """Stamp ``response_end`` if unset, queue the entry, and return it.
 
@@ -237,7 +238,7 @@ class Recorder:
             if error is not None:
                 response_status = 0
         texts = (self.initiator_type, next_hop_protocol, content_type, content_encoding, delivery_type,
-                 server_timing, error or "", error_message or "", remote_address, tls_version)
+                 server_timing, error or "", error_message or "", remote_address, tls_version, proxy)
         try:
             text = "\0".join(texts)
         except TypeError:

@@ -31,7 +31,10 @@ from urllib.parse import unquote, urljoin
 
 from ._exceptions import InvalidURL
 
-__all__ = ["MAX_URL_LENGTH", "URL", "parse_url", "resolve_location", "same_origin", "normalize_origin"]
+__all__ = [
+    "MAX_URL_LENGTH", "URL", "parse_url", "resolve_location", "same_origin", "normalize_origin",
+    "serialize_ipv6",
+]
 
 #: Longest URL accepted, in characters. Servers commonly refuse request lines far shorter.
 MAX_URL_LENGTH = 65536
@@ -157,9 +160,31 @@ def _parse_ipv6(url: str, inner: str) -> str:
     if "%" in inner:
         raise _fail(url, "IPv6 zone identifiers are not supported")
     try:
-        return ipaddress.IPv6Address(inner).compressed
+        packed = ipaddress.IPv6Address(inner).packed
     except ValueError:
         raise _fail(url, f"{inner!r} is not a valid IPv6 address") from None
+    return serialize_ipv6(packed)
+
+
+def serialize_ipv6(packed: bytes) -> str:
+    """The URL Standard's IPv6 serializer (https://url.spec.whatwg.org/#concept-ipv6-serializer).
+
+    Eight lower-case hex pieces, the first longest run of two or more zero pieces written
+    as ``::``, and never an IPv4 dotted tail: ``[::ffff:1.2.3.4]`` is ``::ffff:102:304``.
+    Done here rather than with ``ipaddress``, whose text for IPv4-mapped addresses changed
+    in Python 3.13.
+    """
+    pieces = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    compress, best, run = -1, 1, 0
+    for i, piece in enumerate(pieces):
+        run = run + 1 if piece == 0 else 0
+        if run > best:
+            compress, best = i - run + 1, run
+    if compress < 0:
+        return ":".join(f"{p:x}" for p in pieces)
+    head = ":".join(f"{p:x}" for p in pieces[:compress])
+    tail = ":".join(f"{p:x}" for p in pieces[compress + best :])
+    return f"{head}::{tail}"
 
 
 def _parse_host(url: str, raw: str) -> str:

@@ -14,8 +14,10 @@ from .certs import make_ca, tls_ca  # noqa: F401  (fixture re-exported)
 from .nginx import nginx, nginx_available  # noqa: F401  (fixture re-exported)
 from .ports import free_port as _free_port
 from .scripted import ScriptedServer
+from .tinyproxy import tinyproxy  # noqa: F401  (fixture re-exported)
 
-__all__ = ["scripted_server", "tls_ca", "nginx", "free_port", "make_ca", "nginx_available"]
+__all__ = ["scripted_server", "tls_ca", "nginx", "free_port", "make_ca", "nginx_available", "h2_server",
+           "tinyproxy", "scripted_proxy"]
 
 
 @pytest.fixture
@@ -46,3 +48,43 @@ def free_port():
     """``free_port(host="127.0.0.1") -> int``: a port nobody listens on (for refused
     connections, or for servers that retry on a bind race)."""
     return _free_port
+
+
+@pytest.fixture
+def h2_server(tls_ca):
+    """Factory: ``h2_server(handler, **kwargs) -> H2Server`` (started, TLS from
+    ``tls_ca``, ALPN h2); a handler that raised fails the test at teardown."""
+    from .h2server import H2Server
+
+    servers = []
+
+    def make(handler, **kwargs):
+        server = H2Server(tls_ca, handler, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    errors = []
+    for server in servers:
+        server.stop()
+        errors += server.errors
+    if errors:
+        pytest.fail("h2 server handler raised:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def scripted_proxy():
+    """Factory: ``scripted_proxy(handler=None) -> ScriptedProxy`` (started);
+    ``handler(raw_head) -> status | None``."""
+    from .proxy import ScriptedProxy
+
+    proxies = []
+
+    def make(handler=None):
+        proxy = ScriptedProxy(handler)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

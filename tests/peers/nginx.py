@@ -70,7 +70,8 @@ def _files() -> dict[str, bytes]:
 
 class NginxServer:
     """nginx on 127.0.0.1 (and ::1 when available); ``tls`` (a ``certs.TestCA``) adds an
-    https listener on a second port with a leaf for 127.0.0.1 and localhost."""
+    https listener on a second port with a leaf for 127.0.0.1 and localhost, and an
+    https listener that also speaks HTTP/2 (ALPN h2) on a third (``h2_port``)."""
 
     def __init__(self, tls=None, *, binary: str | None = None) -> None:
         self.binary = binary or find_nginx()
@@ -79,6 +80,7 @@ class NginxServer:
         self.files = _files()
         self.port: int | None = None
         self.https_port: int | None = None
+        self.h2_port: int | None = None
         self._process: subprocess.Popen | None = None
 
     # -- addresses ----------------------------------------------------------------
@@ -98,8 +100,10 @@ class NginxServer:
             raise RuntimeError("nginx was started without tls")
         return f"https://127.0.0.1:{self.https_port}"
 
-    def url(self, path: str = "/", *, host: str = "127.0.0.1", https: bool = False) -> str:
+    def url(self, path: str = "/", *, host: str = "127.0.0.1", https: bool = False, h2: bool = False) -> str:
         path = path if path.startswith("/") else "/" + path
+        if h2:
+            return f"https://{host}:{self.h2_port}{path}"
         if https:
             return f"https://{host}:{self.https_port}{path}"
         return f"http://{host}:{self.port}{path}"
@@ -118,6 +122,7 @@ class NginxServer:
         for _ in range(attempts):
             self.port = free_port()
             self.https_port = free_port() if self.tls is not None else None
+            self.h2_port = free_port() if self.tls is not None else None
             (self.directory / "nginx.conf").write_text(self._config())
             error = self._launch()
             if not error:
@@ -192,6 +197,7 @@ class NginxServer:
         if self.tls is not None:
             cert, key = self.tls.cert_files(("127.0.0.1", "localhost"))
             listen += [f"listen 127.0.0.1:{self.https_port} ssl;",
+                       f"listen 127.0.0.1:{self.h2_port} ssl http2;",
                        f"ssl_certificate {cert};", f"ssl_certificate_key {key};"]
         tao = 'add_header Timing-Allow-Origin "*" always;'
         locations = [
@@ -199,6 +205,8 @@ class NginxServer:
             # limit_rate makes a real server's body take measurable time (256 KiB/s).
             f"location /slow/ {{ limit_rate 256k; alias {d}/www/; }}",
             f"location = /cross {{ return 302 http://localhost:{port}/small.txt; }}",
+            # HTTP/2 hops: a redirect to another origin on the h2 listener.
+            f"location = /cross-h2 {{ return 302 https://localhost:{self.h2_port}/small.txt; }}",
             f"location = /cross-tao {{ {tao} return 302 http://localhost:{port}/tao/star; }}",
             f'location = /tao/star {{ {tao} return 200 "tao star\\n"; }}',
             f'location = /tao/origin {{ add_header Timing-Allow-Origin '

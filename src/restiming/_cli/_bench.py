@@ -453,7 +453,6 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         value = _metric_value(t, hists, totals)
         thresholds.append({"expr": t.text, "value": value, "unit": t.unit.strip(),
                            "passed": value is not None and t.holds(value)})
-    late = agg.late_hist
     if interrupted:
         code = EXIT_INTERRUPTED
     elif missing or totals["expected"] == 0 or dropped:
@@ -491,14 +490,13 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "dropped": dropped,
         "missing": missing,
         "warmup_requests": agg.warmup_entries,
+        "connections": {"opened": sum(agg.connections.values()), "by_protocol": dict(agg.connections)},
         "statuses": totals["statuses"],
         "failures": totals["failures"],
         "failure_rate": totals["failure_rate"],
         "throughput_rps": totals["rps"],
         "ok_throughput_rps": totals["ok_rps"],
-        "late": ({"count": _count_above(late, 1_000_000), "threshold_ms": 1.0, "early": agg.early,
-                  "p50_ms": late.percentile(50) / 1e6, "p99_ms": late.percentile(99) / 1e6,
-                  "max_ms": late.max / 1e6} if open_loop else None),
+        "late": agg.late_summary() if open_loop else None,
         "phases": totals["phases"],
         "groups": groups,
         "thresholds": thresholds,
@@ -507,15 +505,6 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "interrupted": interrupted,
     }
     return summary
-
-
-def _count_above(h: Histogram, value_ns: int) -> int:
-    """Values above ``value_ns`` (to the histogram's precision)."""
-    n = 0
-    for i, c in enumerate(h._counts):
-        if c and h._range(i)[0] > value_ns:
-            n += c
-    return n
 
 
 # ---------------------------------------------------------------- text
@@ -549,6 +538,13 @@ def format_summary(summary: dict) -> str:
     lines.append(f"  failures: {summary['failures']} ({summary['failure_rate'] * 100:.2f}%)")
     lines.append(f"  throughput: {summary['throughput_rps']:.1f} req/s, "
                  f"{summary['ok_throughput_rps']:.1f} req/s with an expected status")
+    conns = summary.get("connections")
+    if conns and conns["opened"]:
+        protocols = ", ".join(f"{k or '?'} {v}" for k, v in sorted(conns["by_protocol"].items()))
+        per = summary["completed"] / conns["opened"]
+        streams = " (HTTP/2: each response a stream on them)" if "h2" in conns["by_protocol"] else ""
+        lines.append(f"  connections: {conns['opened']} opened ({protocols}), {per:.1f} responses per "
+                     f"connection{streams}")
     if summary.get("late") is not None:
         late = summary["late"]
         lines.append(f"  late starts: {late['count']} over {late['threshold_ms']:g} ms (p50 {late['p50_ms']:.3f}, "

@@ -79,6 +79,8 @@ def add_request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--origin", help="document origin for the Timing-Allow-Origin check (scheme://host[:port])")
     p.add_argument("--max-redirects", type=int, default=20, help="redirects to follow (default 20)")
     p.add_argument("--no-redirects", action="store_true", help="do not follow redirects")
+    p.add_argument("--http2", action="store_true", help="offer HTTP/2 (ALPN h2, then http/1.1); needs restiming[http2]")
+    p.add_argument("-x", "--proxy", metavar="URL", help="HTTP proxy, http://[user:pass@]host:port")
 
 
 def client_options(args) -> dict:
@@ -92,7 +94,8 @@ def client_options(args) -> dict:
     elif args.cacert:
         verify = args.cacert
     options = {"origin": args.origin, "timeout": args.timeout, "verify": verify,
-               "follow_redirects": not args.no_redirects, "max_redirects": args.max_redirects}
+               "follow_redirects": not args.no_redirects, "max_redirects": args.max_redirects,
+               "http2": args.http2, "proxy": args.proxy}
     # A client built and dropped here turns a bad --origin or --cacert into a usage
     # error before anything runs (bench workers would otherwise each fail alone).
     try:

@@ -30,11 +30,11 @@ import collections
 import random
 from itertools import compress
 
-from restiming._fields import RECORD
+from restiming._fields import RECORD, STAMPS, TEXTS
 
 from ._hist import Histogram
 
-__all__ = ["Aggregator", "HIST_PHASES", "MAX_SLOTS", "phases_ns", "IntervalCollector"]
+__all__ = ["Aggregator", "HIST_PHASES", "LATE_THRESHOLD_NS", "MAX_SLOTS", "phases_ns", "IntervalCollector"]
 
 #: Phase rows of the table and the summary, in this order (``corrected`` only in an open loop).
 HIST_PHASES = ("queue", "dns", "connect", "tls", "request", "wait", "receive", "total", "corrected")
@@ -45,8 +45,16 @@ SAMPLES_PER_KIND = 15
 LATE_THRESHOLD_NS = 1_000_000
 _FLAG_REUSED = 0x4
 _SIZE = RECORD.size
+# The unpacking in Aggregator.add_span names the first stamps positionally; stamps
+# added to the layout later (the proxy's) come after them and are not read here.
+assert STAMPS[:15] == ("start_time", "fetch_start", "redirect_start", "redirect_end", "domain_lookup_start",
+                       "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
+                       "request_start", "request_end", "first_interim_response_start",
+                       "final_response_headers_start", "response_end", "intended_start"), STAMPS
 _unpack = RECORD.unpack_from
 _ERROR_INDEX = 6  # position of "error" in _fields.TEXTS
+_PROTOCOL_INDEX = 1  # position of "next_hop_protocol"
+assert TEXTS[_ERROR_INDEX] == "error" and TEXTS[_PROTOCOL_INDEX] == "next_hop_protocol", TEXTS
 _WARMUP = b"warmup\0"
 
 
@@ -154,6 +162,9 @@ class Aggregator:
         self.groups: dict = {}
         self._single = Group(method if group_by == "method" else "all")
         self.warmup_entries = 0
+        #: Connections opened (one per successful response that did not reuse one),
+        #: by the protocol they spoke: with HTTP/2, every response is a stream on them.
+        self.connections: collections.Counter = collections.Counter()
         self.early = 0
         self.late_hist = Histogram()
         self._late: list[int] = []
@@ -204,7 +215,7 @@ class Aggregator:
             off = pos + 8
             pos = off + ((n + 7) & ~7)
             read += 1
-            (st, fe, _rs, _re, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended,
+            (st, fe, _rs, _re, dls, dle, cs, ce, scs, reqs, reqe, fir, frh, rend, intended, *_later,
              _enc, _dec, _bs, _br, _cid, status, flags, ulen, tlen) = _unpack(buf, off)
             if warmup and buf[off + _SIZE + ulen:off + _SIZE + ulen + 7] == _WARMUP:
                 self.warmup_entries += 1
@@ -247,6 +258,10 @@ class Aggregator:
                         q.append(reqs - (ce or fe))
                     else:
                         kind = "new"
+                        p = off + _SIZE + ulen  # the protocol: read for new connections only
+                        texts = bytes(buf[p:p + tlen]).split(b"\0", _PROTOCOL_INDEX + 1)
+                        self.connections[texts[_PROTOCOL_INDEX].decode("ascii", "replace")
+                                         if len(texts) > _PROTOCOL_INDEX else ""] += 1
                         if dls:
                             q.append(dls - fe)
                             dns.append(dle - dls)
@@ -350,6 +365,15 @@ class Aggregator:
     def all_groups(self) -> list[Group]:
         return list(self.groups.values()) if self.groups else [self._single]
 
+    def late_summary(self) -> dict:
+        """Lateness of the open loop's starts (``start_time - intended_start``): how many
+        were later than ``LATE_THRESHOLD_NS`` (to the histogram's precision), how many
+        were early (counted, then recorded as 0), and the spread, in ms."""
+        h = self.late_hist
+        over = sum(c for i, c in enumerate(h._counts) if c and h._range(i)[0] > LATE_THRESHOLD_NS)
+        return {"count": over, "threshold_ms": LATE_THRESHOLD_NS / 1e6, "early": self.early,
+                "p50_ms": h.percentile(50) / 1e6, "p99_ms": h.percentile(99) / 1e6, "max_ms": h.max / 1e6}
+
     def merged(self) -> Group:
         if not self.groups:
             return self._single
@@ -398,6 +422,7 @@ class Aggregator:
         group = _group_delta
         return {
             "warmup_entries": self.warmup_entries, "early": self.early, "late": _sparse(self.late_hist),
+            "connections": dict(self.connections),
             "single": group(None, self._single),
             "groups": [group(k, g) for k, g in self.groups.items()],
             "slot_width": self.slot_width,
@@ -413,6 +438,7 @@ class Aggregator:
         this process's clock (only the sampled records and first/last carry any)."""
         self.warmup_entries += d["warmup_entries"]
         self.early += d["early"]
+        self.connections.update(d["connections"])
         _merge_sparse(self.late_hist, d["late"])
         _merge_group(self._single, d["single"])
         for key, name, hists, statuses, errors in d["groups"]:
@@ -472,7 +498,7 @@ class IntervalCollector:
 def rebase_record(packed: bytes, shift_ns: int) -> bytes:
     """A length-prefixed packed record with every stamp that happened moved by ``shift_ns``."""
     v = list(RECORD.unpack_from(packed, 8))
-    for i in range(15):
+    for i in range(len(STAMPS)):
         if v[i]:
             v[i] += shift_ns
     return packed[:8] + RECORD.pack(*v) + packed[8 + _SIZE:]

@@ -28,6 +28,7 @@ import h11
 from restiming._binding import lib
 from restiming._exceptions import (
     ClientClosed,
+    ConnectError,
     ConnectionReset,
     ConnectTimeout,
     DNSError,
@@ -36,12 +37,15 @@ from restiming._exceptions import (
     InvalidURL,
     PoolTimeout,
     ProtocolError,
+    ProxyError,
     RedirectSchemeError,
+    StreamRefused,
     TooManyRedirects,
     TotalTimeout,
 )
 from restiming._fields import SLOT
-from restiming._headers import normalize_headers, split_list
+from restiming._headers import normalize_headers
+from restiming._mime import content_type_attribute
 from restiming._tao import TaoCheck
 from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
@@ -54,6 +58,7 @@ from ._http11 import DONE, HTTP11Connection
 from ._models import Headers, Response
 from ._network import open_connection, translate_io, warm_up
 from ._pool import Pool
+from ._proxy import Proxies, Tunnel
 from ._stream import StreamContext
 
 __all__ = ["Client"]
@@ -69,7 +74,7 @@ _CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 HOP_STAMPS = tuple(SLOT[s] for s in (
     "domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
     "request_start", "request_end", "first_interim_response_start", "final_response_headers_start",
-    "response_end"))
+    "response_end", "proxy_connect_start", "proxy_connect_end"))
 _START, _FETCH = SLOT["start_time"], SLOT["fetch_start"]
 _REDIRECT_START, _REDIRECT_END = SLOT["redirect_start"], SLOT["redirect_end"]
 _DNS_START, _DNS_END = SLOT["domain_lookup_start"], SLOT["domain_lookup_end"]
@@ -77,10 +82,20 @@ _CONNECT_START, _CONNECT_END = SLOT["connect_start"], SLOT["connect_end"]
 _SECURE, _RESPONSE_END = SLOT["secure_connection_start"], SLOT["response_end"]
 # Raised as they are (no foreign cause to chain).
 _OURS = (FetchError, ClientClosed, asyncio.CancelledError)
-USER_AGENT = b"restiming/0.1"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("restiming")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+USER_AGENT = b"restiming/" + _version().encode("ascii")
 _now = lib.rt_now_ns
 _NS = 1_000_000_000
 _HTTP_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_NO_HEADERS: list = []  # shared, never mutated (redirects build new lists)
 # Load generators fetch the same few URLs again and again; parsing one costs more than
 # the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
 _URL_CACHE_SIZE = 256
@@ -89,7 +104,7 @@ _REQUEST_CACHE_SIZE = 256
 _REQUEST_CACHE_MAX_BYTES = 4096
 
 
-def _ssl_context(verify) -> ssl.SSLContext:
+def _ssl_context(verify, alpn=("http/1.1",)) -> ssl.SSLContext:
     if isinstance(verify, ssl.SSLContext):
         ctx = verify
     elif verify is True:
@@ -107,35 +122,8 @@ def _ssl_context(verify) -> ssl.SSLContext:
             raise ValueError(f"verify: cannot load CA file {os.fspath(verify)!r}: {exc}") from exc
     else:
         raise TypeError("verify must be True, False, a CA file path or an ssl.SSLContext")
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
-
-
-_MIME_ESSENCE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-def _essence(content_type: str | None) -> str:
-    # Pure, and servers repeat the same few values: short ones are memoized.
-    if content_type and len(content_type) <= 256:
-        return _essence_memo(content_type)
-    return _essence_of(content_type)
-
-
-def _essence_of(content_type: str | None) -> str:
-    """Fetch's "extract a MIME type", reduced to the essence Resource Timing exposes:
-    of the comma-separated values, the last that parses wins (``*/*`` is skipped).
-    https://fetch.spec.whatwg.org/#concept-header-extract-mime-type"""
-    if not content_type:
-        return ""
-    essence = ""
-    for value in split_list(content_type):
-        candidate = value.split(";", 1)[0].strip(" \t\r\n").lower()
-        if candidate != "*/*" and _MIME_ESSENCE.match(candidate):
-            essence = candidate
-    return essence
-
-
-_essence_memo = functools.lru_cache(maxsize=256)(_essence_of)
 
 
 def _field(fields: dict, name: bytes) -> str:
@@ -157,13 +145,17 @@ class _Fetch:
 
     __slots__ = ("rec", "stamps", "url", "origin", "https", "method", "headers", "body", "timeout", "ns",
                  "total_due", "conn", "reused", "tao", "sent", "received", "finished", "intended_start",
-                 "history", "request", "head")
+                 "history", "request", "head", "proxy")
 
-    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head) -> None:
+    def __init__(self, rec, url, method, headers, body, timeout, ns, tao, intended_start, request, head,
+                 proxy=None) -> None:
         self.rec = rec
         self.stamps = rec.stamps
         self.url = url
-        self.origin = (url.scheme, url.host, url.port)
+        # The pool key: the origin, and the proxy when the fetch goes through one.
+        self.origin = (url.scheme, url.host, url.port) if proxy is None else \
+            (url.scheme, url.host, url.port, proxy.key)
+        self.proxy = proxy
         self.https = url.scheme == "https"
         self.method = method
         self.headers = headers
@@ -184,7 +176,8 @@ class _Fetch:
 
 
 class Client:
-    """An HTTP/1.1 client that records a Resource Timing entry for every fetch.
+    """An HTTP/1.1 (and, with ``http2=True``, HTTP/2) client that records a Resource
+    Timing entry for every fetch; through a proxy when configured.
 
     See SPEC §2 for the parameters. Use as ``async with Client() as client``; a
     client belongs to the event loop it first fetches on.
@@ -192,7 +185,8 @@ class Client:
 
     def __init__(self, performance: Performance | None = None, *, origin: str | None = None,
                  timeout: Timeout | float | None = 30.0, verify=True, follow_redirects: bool = True,
-                 max_redirects: int = 20, resolver=None, limits: Limits | None = None) -> None:
+                 max_redirects: int = 20, resolver=None, limits: Limits | None = None, http2: bool = False,
+                 proxy=None, trust_env: bool = False) -> None:
         if performance is None:
             from restiming import performance as default
 
@@ -214,16 +208,24 @@ class Client:
         self.max_redirects = max_redirects
         self.limits = limits
         self._verify = verify
+        self.http2 = bool(http2)
+        # HTTP/2 (the optional h2 package): offered by ALPN before http/1.1.
+        self._alpn = ("h2", "http/1.1") if self.http2 else ("http/1.1",)
+        if self.http2:
+            from . import _http2  # noqa: F401  (ImportError now, not mid-fetch)
         self._ssl: ssl.SSLContext | None = None
         if verify is not True:
-            self._ssl = _ssl_context(verify)  # validate now: bad input fails at construction
+            self._ssl = _ssl_context(verify, self._alpn)  # validate now: bad input fails at construction
         self._resolver = resolver if resolver is not None else CachingResolver()
-        self._pool = Pool(limits)
+        self._proxies = Proxies.configure(proxy, trust_env) if proxy is not None or trust_env else None
+        self._pool = Pool(limits, self.http2)
         self._sweep = Sweep()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_encoding = ", ".join(supported_encodings()).encode()
         self._requests: dict[tuple, tuple] = {}  # see _request
         self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
+        self._normalized: dict[tuple, list] = {}  # see _headers
+        self._plain: dict[tuple, tuple] = {}  # (url, method) -> (URL, method, h11 event, bytes); see _begin
         self._deliver = REDIRECT_STATUSES if self.follow_redirects else False
         self._make_decoder = functools.partial(_decoder, limits)
         self._closed = False
@@ -313,6 +315,16 @@ class Client:
         mistake raises here, before any socket, and records nothing."""
         if self._closed:
             raise ClientClosed("this Client was closed")
+        if headers is None and body is None and timeout is None and intended_start is None \
+                and initiator_type == "fetch":
+            # The load generator's call: everything but the entry is known already.
+            plain = self._plain.get((url, method))
+            if plain is not None:
+                u, m, request, head, proxy = plain
+                rec = self.performance.begin(url, initiator_type)
+                tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
+                return _Fetch(rec, u, m, _NO_HEADERS, b"", self.timeout, self._timeout_ns, tao, None, request, head,
+                              proxy)
         u = self._urls.get(url) if type(url) is str else None
         if u is None:
             u = parse_url(url)  # InvalidURL: before any socket, no entry
@@ -325,11 +337,14 @@ class Client:
             if not isinstance(method, str) or not _TOKEN.match(method):
                 raise InvalidRequest(f"method must be an HTTP token, got {method!r}")
             m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
-        hdrs = normalize_headers(headers) if headers else []
+        hdrs = self._headers(headers) if headers else []
         if body is None:
             data = b""
         elif isinstance(body, str):
-            data = body.encode("utf-8")
+            try:
+                data = body.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRequest(f"body is not valid Unicode text: {exc}") from exc
         elif isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
         else:
@@ -337,31 +352,69 @@ class Client:
         if timeout is None:
             t, ns = self.timeout, self._timeout_ns
         else:
-            t = Timeout.coerce(timeout)
+            try:
+                t = Timeout.coerce(timeout)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
             ns = self._to_ns(t)
         if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
                                            or intended_start < 0):
             raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
         if initiator_type != "fetch":
             _check_initiator(initiator_type)
-        request, head = self._request(u, m, hdrs, data)
+        proxy = self._proxies.select(u) if self._proxies is not None else None
+        request, head = self._request(u, m, hdrs, data, proxy)
+        if not hdrs and not data and timeout is None and intended_start is None and initiator_type == "fetch" \
+                and type(url) is str and len(url) <= _URL_CACHE_MAX_LENGTH and type(method) is str:
+            if len(self._plain) >= _URL_CACHE_SIZE:
+                self._plain.clear()
+            self._plain[(url, method)] = (u, m, request, head, proxy)
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
-        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head)
+        return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head, proxy)
 
-    def _request(self, u, method: bytes, headers: list, body: bytes) -> tuple:
+    def _headers(self, headers) -> list:
+        """``normalize_headers``, kept for headers given as a list or tuple of pairs: a
+        load generator passes the same few header sets on every fetch."""
+        kind = type(headers)
+        if kind is list or kind is tuple:
+            try:
+                key = tuple(headers)
+                cached = self._normalized.get(key)
+            except TypeError:  # unhashable items: validated (and refused) below
+                return normalize_headers(headers)
+            if cached is None:
+                cached = normalize_headers(headers)
+                if len(self._normalized) >= _REQUEST_CACHE_SIZE:
+                    self._normalized.clear()
+                self._normalized[key] = cached
+            return cached
+        return normalize_headers(headers)
+
+    def _request(self, u, method: bytes, headers: list, body: bytes, proxy=None) -> tuple:
         """The h11 request event of a hop and its serialized bytes. A load generator
         sends the same head over and over and building the event validates every
         field, so both are kept per (target, authority, method, body length, caller
         headers); heads over 4 KiB are not kept. A request h11 refuses is the
         caller's mistake (InvalidRequest), found before any socket."""
-        key = (u.target, u.authority, method, len(body), *headers)
+        # Through a proxy, plain HTTP goes in absolute-form with the proxy's
+        # credentials (an https request goes through a tunnel: nothing changes).
+        forward = proxy if proxy is not None and u.scheme == "http" else None
+        key = (u.target, u.authority, method, len(body), *headers) if forward is None else \
+            (u.target, u.authority, method, len(body), forward.key, *headers)
         cached = self._requests.get(key)
         if cached is not None:
             return cached
         lower = [n.lower() for n, _ in headers]
         if lower.count(b"host") > 1:
             raise InvalidRequest("more than one Host header")
+        if b"content-length" in lower:
+            if b"transfer-encoding" in lower:  # RFC 9112 §6.2: a sender never sends both
+                raise InvalidRequest("Content-Length and Transfer-Encoding together")
+            declared = {v.strip() for n, v in headers if n.lower() == b"content-length"}
+            if declared != {str(len(body)).encode()}:
+                raise InvalidRequest(f"Content-Length {b', '.join(sorted(declared)).decode('latin-1')!r} "
+                                     f"does not match the {len(body)}-byte body")
         names = set(lower)
         out = []
         if b"host" not in names:
@@ -377,7 +430,13 @@ class Client:
             if body or method in (b"POST", b"PUT", b"PATCH"):
                 out.append((b"Content-Length", str(len(body)).encode()))
         try:
-            event = h11.Request(method=method, target=u.target.encode("ascii"), headers=out)
+            if forward is not None:
+                target = f"http://{u.authority}{u.target}".encode("ascii")
+                if forward.authorization is not None and b"proxy-authorization" not in names:
+                    out.append((b"Proxy-Authorization", forward.authorization))
+            else:
+                target = u.target.encode("ascii")
+            event = h11.Request(method=method, target=target, headers=out)
             head = h11.Connection(h11.CLIENT).send(event)
         except h11.LocalProtocolError as exc:
             raise InvalidRequest(f"cannot send this request: {exc}") from exc
@@ -434,10 +493,12 @@ class Client:
             if ex.tao is not None:
                 ex.tao.on_redirect(ex.url.origin, new_url.origin)
             ex.url = new_url
-            ex.origin = (new_url.scheme, new_url.host, new_url.port)
+            ex.proxy = self._proxies.select(new_url) if self._proxies is not None else None
+            ex.origin = (new_url.scheme, new_url.host, new_url.port) if ex.proxy is None else \
+                (new_url.scheme, new_url.host, new_url.port, ex.proxy.key)
             ex.https = new_url.scheme == "https"
             try:
-                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body)
+                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body, ex.proxy)
             except InvalidRequest as exc:
                 raise ProtocolError(f"cannot follow the redirect: {exc}") from exc
             for slot in HOP_STAMPS:
@@ -462,10 +523,7 @@ class Client:
         while True:
             conn = None if retried else self._pool.take_idle(ex.origin)
             if conn is not None:
-                fetch = stamps[_FETCH]
-                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
-                stamps[_SECURE] = fetch if ex.https else 0
-                ex.reused = True
+                _mark_reused(ex)
             else:
                 conn = await self._connection(ex, not retried)
             ex.conn = conn
@@ -479,10 +537,13 @@ class Client:
                     await conn.wait()
                 if conn.error is not None and not conn.deliver_head:
                     raise conn.error
-            except (ConnectionReset, ProtocolError):
+            except (ConnectionReset, ProtocolError) as exc:
                 # No retry once close() ran: the connection died because we closed it.
-                if ex.reused and not retried and not conn.response_started and ex.method in IDEMPOTENT \
-                        and not self._closed:
+                # An HTTP/2 stream the server refused unprocessed is retried whatever
+                # its method (RFC 9113 §8.7).
+                if not retried and not self._closed and (
+                        type(exc) is StreamRefused
+                        or ex.reused and not conn.response_started and ex.method in IDEMPOTENT):
                     ex.sent += conn.bytes_out
                     ex.received += conn.bytes_in
                     conn.broken = True
@@ -504,9 +565,11 @@ class Client:
         cancelling = task.cancelling()
         self._connecting.add(task)
         try:
-            pool_due = _due(_now(), ns[3], ex.total_due)
-            conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task, pool_due, ex,
-                                       lambda: PoolTimeout(
+            if self._pool.try_reserve(ex.origin):
+                conn = None
+            else:
+                conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task,
+                                           _due(_now(), ns[3], ex.total_due), ex, lambda: PoolTimeout(
                                            f"no connection slot within {ex.timeout.pool:g} s "
                                            f"(max_connections={self.limits.max_connections}, "
                                            f"max_connections_per_origin={self.limits.max_connections_per_origin})"))
@@ -516,24 +579,21 @@ class Client:
                 raise ClientClosed("this Client was closed")
             stamps = ex.stamps
             if conn is not None:  # an idle connection came back while we waited
-                fetch = stamps[_FETCH]
-                stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
-                stamps[_SECURE] = fetch if ex.https else 0
-                ex.reused = True
+                _mark_reused(ex)
                 return conn
             ex.reused = False
             u = ex.url
             ctx = None
             if ex.https:
                 if self._ssl is None:
-                    self._ssl = _ssl_context(self._verify)
+                    self._ssl = _ssl_context(self._verify, self._alpn)
                 ctx = self._ssl
             conn = HTTP11Connection(loop, ex.origin, self.limits.max_header_bytes, self._sweep,
                                     self._make_decoder)
             try:
                 stamps[_DNS_START] = now = _now()
                 connect_due = _due(now, ns[0], ex.total_due)
-                await self._bounded(self._open(conn, stamps, u, ctx), task, connect_due, ex,
+                await self._bounded(self._open(conn, stamps, u, ctx, ex), task, connect_due, ex,
                                     lambda: ConnectTimeout(
                                         f"connecting to {u.host} took over {ex.timeout.connect:g} s"))
             except BaseException:
@@ -548,16 +608,37 @@ class Client:
             raise
         finally:
             self._connecting.discard(task)
-        self._pool.opened(conn)
+        if conn.alpn == "h2":
+            from ._http2 import H2Connection
+
+            conn = H2Connection.adopt(conn, self._sweep)
+        conn = self._pool.opened(conn)
         if self._closed:
             self._pool.release(conn, False)
             raise ClientClosed("this Client was closed")
         return conn
 
-    async def _open(self, conn, stamps, u, ctx) -> None:
-        addrs = await self._resolve(u.host, u.port)
+    async def _open(self, conn, stamps, u, ctx, ex: _Fetch) -> None:
+        proxy = ex.proxy
+        if proxy is None:
+            addrs = await self._resolve(u.host, u.port)
+            stamps[_DNS_END] = _now()
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+            return
+        # Through a proxy: DNS is the proxy's name; TLS (inside the tunnel) is the origin's.
+        addrs = await self._resolve(proxy.host, proxy.port)
         stamps[_DNS_END] = _now()
-        await open_connection(self._loop, conn, stamps, addrs, u.host, ctx)
+        tunnel = Tunnel(proxy, u.authority, self.limits.max_header_bytes) if ctx is not None else None
+        try:
+            await open_connection(self._loop, conn, stamps, addrs, u.host, ctx, tunnel)
+        except ProxyError:
+            raise
+        except ConnectError as exc:
+            raise ProxyError(f"cannot connect to proxy {proxy.display}: {exc}") from exc
+        finally:
+            if tunnel is not None:
+                ex.sent += tunnel.sent
+                ex.received += tunnel.received
 
     async def _bounded(self, coro, task, due: int, ex: _Fetch, timeout_error):
         """Await ``coro`` with the sweep cancelling it at ``due`` (ns, 0 = never):
@@ -624,7 +705,7 @@ class Client:
             encoded_body_size=encoded,
             decoded_body_size=decoded,
             next_hop_protocol=protocol,
-            content_type=_essence(_field(fields, b"content-type")) if b"content-type" in fields else "",
+            content_type=content_type_attribute(_field(fields, b"content-type")) if b"content-type" in fields else "",
             content_encoding=content_encoding_attribute(fields.get(b"content-encoding")),
             server_timing=_field(fields, b"server-timing"),
             connection_id=conn.id,
@@ -635,6 +716,7 @@ class Client:
             bytes_received=ex.received,
             intended_start=ex.intended_start,
             timing_allow_passed=ex.tao is None or ex.tao.passed,
+            proxy=ex.proxy.display if ex.proxy is not None else "",
         )
 
     def _fail(self, ex: _Fetch, exc: BaseException) -> BaseException:
@@ -656,11 +738,22 @@ class Client:
             kind, message = "protocol", f"internal error: {exc!r}"
         ex.finished = True
         entry = ex.rec.finish(error=kind, error_message=message, bytes_sent=ex.sent,
-                              bytes_received=ex.received, intended_start=ex.intended_start)
+                              bytes_received=ex.received, intended_start=ex.intended_start,
+                              proxy=ex.proxy.display if ex.proxy is not None else "")
         if isinstance(err, (FetchError, ClientClosed)):
             err.url = ex.rec.name
             err.entry = entry
         return err
+
+
+def _mark_reused(ex: _Fetch) -> None:
+    """The stamps of a reused connection (SPEC §3): DNS and connect equal to
+    fetch_start; secure_connection_start too for TLS, 0 for plain HTTP."""
+    stamps = ex.stamps
+    fetch = stamps[_FETCH]
+    stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
+    stamps[_SECURE] = fetch if ex.https else 0
+    ex.reused = True
 
 
 def _check_initiator(initiator_type) -> None:

@@ -9,6 +9,7 @@ cache hit still goes through ``resolve()``, so the engine stamps the retrieval a
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -23,14 +24,23 @@ DEFAULT_DNS_TTL = 60.0
 DEFAULT_DNS_CACHE_SIZE = 1024
 
 
-def _literal(host: str, port: int) -> list[tuple[int, tuple]] | None:
+@functools.lru_cache(maxsize=1024)
+def _family(host: str) -> int:
+    """AF_INET or AF_INET6 for an IP literal, 0 for a name (pure, so memoized)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
+        return 0
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _literal(host: str, port: int) -> list[tuple[int, tuple]] | None:
+    family = _family(host)
+    if not family:
         return None
-    if ip.version == 6:
-        return [(socket.AF_INET6, (host, port, 0, 0))]
-    return [(socket.AF_INET, (host, port))]
+    if family == socket.AF_INET6:
+        return [(family, (host, port, 0, 0))]
+    return [(family, (host, port))]
 
 
 class CachingResolver:

@@ -78,6 +78,8 @@ def _pending(conn: h11.Connection) -> int:
 class HTTP11Connection(asyncio.Protocol):
     """One keep-alive connection (an ``asyncio.Protocol``), one request at a time."""
 
+    multiplexed = False  # the pool's cue: HTTP/2 connections (``_http2``) say True
+
     __slots__ = ("loop", "id", "origin", "transport", "h11", "sweep", "remote_address", "tls_version",
                  "alpn", "idle_since", "requests", "closed", "broken", "eof", "error", "waiter",
                  "state", "stamps", "bytes_in", "bytes_out", "response_started", "_head_ns", "_head_fed",
@@ -106,33 +108,39 @@ class HTTP11Connection(asyncio.Protocol):
         self.waiter = None
         self.state = IDLE
         self.stamps = None
-        self.bytes_in = 0
         self.bytes_out = 0
-        self.response_started = False
-        self._head_ns = 0
-        self._head_fed = 0
         self._max_head = max_header_bytes
         self.early_ns = 0
+        self.paused = False
+        self.head_end = 0
+        self.reading = False
+        self.read_due = 0
+        self.write_due = 0
+        self._writing = False
+        self._reset(None, False, 0, 0, 0)
+
+    def _reset(self, stamps, deliver_head, read_ns: int, total_due: int, max_body: int) -> None:
+        """The per-exchange state, at the start of each exchange."""
+        self.stamps = stamps
+        self.error = None
+        self.response_started = False
+        self.bytes_in = 0
+        self._head_ns = 0
+        self._head_fed = 0
         self.head = None
         self.fields: dict | None = None
-        self.deliver_head = False
+        self.deliver_head = deliver_head
         self.ready = False
         self.collect = False
         self.body = None
         self.encoded = 0
         self.decoder = None
-        self.max_body = 0
+        self.max_body = max_body
         self.chunks: collections.deque | None = None
         self.buffered = 0
-        self.paused = False
         self.end_ns = 0
-        self.head_end = 0
-        self.reading = False
-        self.read_ns = 0
-        self.read_due = 0
-        self.write_due = 0
-        self.total_due = 0
-        self._writing = False
+        self.read_ns = read_ns
+        self.total_due = total_due
 
     # ------------------------------------------------------------ transport side
     def connection_made(self, transport) -> None:
@@ -154,6 +162,9 @@ class HTTP11Connection(asyncio.Protocol):
             self.early_ns = self.early_ns or now
             self._feed(data)
             return
+        if self.error is not None:
+            self.broken = True  # the exchange already failed: nothing more is parsed
+            return
         self.response_started = True
         if self.reading and self.read_ns:
             self.read_due = now + self.read_ns
@@ -166,7 +177,7 @@ class HTTP11Connection(asyncio.Protocol):
 
     def eof_received(self):
         self.eof = True
-        if self.state is HEAD or self.state is BODY:
+        if (self.state is HEAD or self.state is BODY) and self.error is None:
             if self._feed(b""):
                 self._process(_now())
         else:
@@ -178,7 +189,9 @@ class HTTP11Connection(asyncio.Protocol):
         self.broken = True
         state = self.state
         if state is HEAD or state is BODY:
-            if exc is not None:
+            if self.error is not None:
+                pass  # the exchange already failed: its buffered bytes are not parsed again
+            elif exc is not None:
                 self._fail(translate_io(exc, "reading the response"))
             elif not self.eof:
                 self.eof = True
@@ -409,27 +422,8 @@ class HTTP11Connection(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ConnectionReset("the connection closed before the request was sent")
         self.requests += 1
-        self.stamps = stamps
         self.state = HEAD
-        self.error = None
-        self.response_started = False
-        self.bytes_in = 0
-        self._head_ns = 0
-        self._head_fed = 0
-        self.head = None
-        self.fields = None
-        self.deliver_head = deliver_head
-        self.ready = False
-        self.collect = False
-        self.body = None
-        self.encoded = 0
-        self.decoder = None
-        self.max_body = max_body
-        self.chunks = None
-        self.buffered = 0
-        self.end_ns = 0
-        self.read_ns = read_ns
-        self.total_due = total_due
+        self._reset(stamps, deliver_head, read_ns, total_due, max_body)
         conn = self.h11
         try:
             if head is not None and _HAS_PROCESS_EVENT:
@@ -566,23 +560,23 @@ class HTTP11Connection(asyncio.Protocol):
 
     def finish_cycle(self) -> bool:
         """After an exchange: True if the connection can carry another request."""
-        self.sweep.unwatch(self)
         self.stamps = None
         self.waiter = None
         self.reading = False
         if self.broken or self.closed or self.state is not DONE:
+            self.sweep.unwatch(self)
             return False
         self.state = IDLE
         self.chunks = None
         self.body = None
         self.decoder = None
         conn = self.h11
-        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE or _pending(conn):
+        if _pending(conn):
             # Bytes after the response (a body on a HEAD answer, an unsolicited second
             # response): h11 would parse them as the answer to our next request.
             return False
         try:
-            conn.start_next_cycle()
+            conn.start_next_cycle()  # refuses unless both sides are DONE
         except h11.LocalProtocolError:
             return False
         self.idle_since = time.monotonic()

@@ -89,13 +89,14 @@ async def _connect_once(loop) -> None:
 
 
 async def open_connection(loop, protocol, stamps, addrs, host: str,
-                          ssl_context: ssl.SSLContext | None) -> None:
+                          ssl_context: ssl.SSLContext | None, tunnel=None) -> None:
     """Connect ``protocol`` to the first address of ``addrs`` that accepts, then TLS.
 
     Stamps connect_start (per attempt, so the stamps describe the connection that
     succeeded), secure_connection_start and connect_end into ``stamps``; sets the
     protocol's ``remote_address``, ``tls_version`` and ``alpn``. Timeouts are the
-    caller's (a deadline on this task).
+    caller's (a deadline on this task). ``tunnel`` (``_proxy.Tunnel``): an async
+    ``tunnel(loop, sock, stamps)`` run on the connected socket before TLS (CONNECT).
     """
     errors: list[str] = []
     last: BaseException | None = None
@@ -113,6 +114,8 @@ async def open_connection(loop, protocol, stamps, addrs, host: str,
                 last = exc
                 errors.append(f"{format_address(sockaddr)}: {_reason(exc)}")
                 continue
+            if tunnel is not None:
+                await tunnel(loop, sock, stamps)
             if ssl_context is None:
                 stamps[_CONNECT_END] = _now()
             else:

@@ -65,7 +65,9 @@ import aiohttp
 from yarl import URL
 
 import restiming
-from restiming._tao import TaoCheck  # pure; see the report on making it public
+from restiming._engine._decoding import content_encoding_attribute
+from restiming._mime import content_type_attribute
+from restiming._tao import TaoCheck  # pure: no I/O, no clock
 from restiming.clock import now_ns
 
 __all__ = ["trace_config", "error_kind"]
@@ -113,17 +115,6 @@ def _origin(url: URL) -> str:
     default = 443 if url.scheme == "https" else 80
     host = f"[{url.host}]" if url.host and ":" in url.host else url.host
     return f"{url.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
-
-
-def _essence(content_type: str | None) -> str:
-    if not content_type:
-        return ""
-    essence = ""
-    for value in content_type.split(","):
-        candidate = value.split(";", 1)[0].strip().lower()
-        if candidate != "*/*" and candidate.count("/") == 1 and all(candidate.split("/")):
-            essence = candidate
-    return essence
 
 
 class _Request:
@@ -179,8 +170,9 @@ class _Request:
             encoded_body_size=encoded,
             decoded_body_size=decoded,
             next_hop_protocol=self.protocol,
-            content_type=_essence(headers.get("Content-Type")),
-            content_encoding=encoding.lower(),
+            content_type=content_type_attribute(", ".join(headers.getall("Content-Type", ()))),
+            content_encoding=content_encoding_attribute(
+                [v.encode("latin-1", "replace") for v in headers.getall("Content-Encoding", ())]),
             server_timing=", ".join(headers.getall("Server-Timing", ())),
             connection_reused=self.reused,
             remote_address=self.remote,
@@ -342,7 +334,7 @@ class _Tracer:
             # raise_for_status: an HTTP error status is a response (SPEC §3), not a network error
             st.rec.stamp("final_response_headers_start")
             st.done = True
-            st.rec.finish(response_status=exc.status, content_type=_essence(exc.headers.get("Content-Type")),
+            st.rec.finish(response_status=exc.status, content_type=content_type_attribute(exc.headers.get("Content-Type")),
                           connection_reused=st.reused, next_hop_protocol="http/1.1",
                           timing_allow_passed=st.tao.passed if st.tao is not None else True)
             return

@@ -49,6 +49,9 @@ SCHEMA = pa.schema([pa.field(name, _type(name, kind)) for name, _, kind in FIELD
                    + [pa.field(n, t) for n, t in WHERE_COLUMNS])
 _SIZE = RECORD.size
 _NTEXTS = len(TEXTS)
+# The record after its stamps: 4 sizes, connection id, status, flags, url and text lengths.
+_NS = len(STAMPS)
+_URL_LEN, _TEXT_LEN = _NS + 7, _NS + 8
 _WARMUP = b"warmup"
 _NULL64 = pa.scalar(None, pa.int64())
 
@@ -86,8 +89,8 @@ def records_to_batch(spans, where: dict) -> tuple[pa.RecordBatch | None, int]:
             read += 1
             v = unpack(buf, off)
             p = off + _SIZE
-            url_end = p + v[22]
-            t = bytes(buf[url_end:url_end + v[23]]).split(b"\0")
+            url_end = p + v[_URL_LEN]
+            t = bytes(buf[url_end:url_end + v[_TEXT_LEN]]).split(b"\0")
             if t[0] == _WARMUP:
                 continue
             if len(t) != _NTEXTS:
@@ -104,7 +107,7 @@ def records_to_batch(spans, where: dict) -> tuple[pa.RecordBatch | None, int]:
     stamp = {name: pa.array(cols[i], pa.int64()) for i, name in enumerate(STAMPS)}
     start_raw, end_raw = stamp["start_time"], stamp["response_end"]
     fir, frh = stamp["first_interim_response_start"], stamp["final_response_headers_start"]
-    enc, dec, sent, recv, conn_id, status, flags = (pa.array(c) for c in cols[15:22])
+    enc, dec, sent, recv, conn_id, status, flags = (pa.array(c) for c in cols[_NS:_NS + 7])
     opaque = pc.not_equal(pc.bit_wise_and(flags, _FLAG_TAO_FAILED), 0)
     out = {
         "name": _strings(urls),
