@@ -12,6 +12,7 @@ __all__ = [
     "RestimingError",
     "NativeError",
     "SharedTimelineError",
+    "ClusterError",
     "InvalidURL",
     "InvalidHeader",
     "InvalidRequest",
@@ -57,6 +58,11 @@ class NativeError(RestimingError):
 
 class SharedTimelineError(RestimingError):
     """A shared-memory timeline could not be created, attached or used."""
+
+
+class ClusterError(RestimingError):
+    """The Ray cluster of ``restiming[ray]`` could not be reached, lacks room for the
+    engine actors, or failed to start them; raised before any load is sent."""
 
 
 class InvalidURL(RestimingError, ValueError):

@@ -4,7 +4,9 @@ Closed loop (``-c`` concurrent request loops, ``-n`` requests or ``-z`` seconds)
 open loop (``--rate`` requests per second, or ``--stages`` ramping the arrival rate,
 on a fixed schedule: see ``_load``). ``--workers N`` runs the load in N processes
 (``_runner``) attached to one shared-memory timeline; ``-c`` is the total over all of
-them. The parent drains packed records every few ms into per-group histograms
+them. ``--ray [ADDRESS]`` runs them as engine actors on a Ray cluster
+(``restiming.distributed``), records coming back as Arrow batches with histogram
+deltas; ``--parquet DIR`` writes every entry as Parquet (local or Ray). The parent drains packed records every few ms into per-group histograms
 (``_stats``, no Python entry per request) and, only when asked, NDJSON/CSV/HAR files.
 
 Every request ends as one outcome: an expected status (``--expect-status``, default
@@ -34,6 +36,8 @@ import restiming
 from restiming._entry import decode_record
 from restiming._url import parse_url
 from restiming.phases import phase_durations
+
+from restiming._exceptions import ClusterError
 
 from ._common import (
     EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, Parser, UsageError, add_request_options,
@@ -321,7 +325,8 @@ def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) 
     """Run the load; returns (summary, exit code, aggregator)."""
     hlog = None
     hlog_path = getattr(args, "hlog", None)
-    perf = restiming.Performance(buffer_size=1 << 40, shared=cfg.workers > 0)
+    remote = getattr(runner, "remote", False)  # records come as batches, not through perf
+    perf = restiming.Performance(buffer_size=1 << 40, shared=cfg.workers > 0 and not remote)
     if hlog_path:
         hlog = HlogWriter(open(hlog_path, "w", encoding="utf-8"), time.time())
     agg = Aggregator(open_loop=cfg.open_loop, group_by=cfg.group_by, method=cfg.method,
@@ -329,8 +334,17 @@ def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) 
                      hlog=hlog)
     agg.origin_ns = perf._origin_ns
     outputs = _Outputs(args, perf.time_origin, perf._origin_ns, cfg)
+    parquet = to_batch = None
+    if getattr(args, "parquet", None):
+        from restiming.distributed._arrow import ParquetSink, records_to_batch as to_batch
+
+        parquet = ParquetSink(args.parquet)
+        where = {"host": platform.node(), "pid": os.getpid(), "actor": -1,
+                 "origin_realtime_ns": perf._time.realtime_ns, "origin_monotonic_ns": perf._origin_ns}
     progress_line = _Progress(err, progress, cfg)
     runner = runner or (ProcessRunner() if cfg.workers > 0 else InProcessRunner())
+    if remote:
+        runner.bind(agg=agg, outputs=outputs, perf=perf, cfg=cfg, parquet=parquet)
     started_at = time.time()
     wall = {"start": time.monotonic()}
     results: list[dict] = []
@@ -340,6 +354,10 @@ def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) 
             agg.add_span(buf, start, end)
             if outputs.active:
                 outputs.write_span(buf, start, end)
+            if parquet is not None:
+                batch, _ = to_batch([(buf, start, end)], where)
+                if batch is not None:
+                    parquet.write("local", batch)
 
     def tick() -> None:
         collect()
@@ -359,12 +377,19 @@ def run_bench(cfg: BenchConfig, err: TextIO, args, progress: bool, runner=None) 
             progress_line.update(agg, force=True)
             progress_line.finish()
             outputs.close()
+            if parquet is not None:
+                parquet.close()
             agg.close_hlog()
             lost = perf.dropped_entries + sum(r.get("lost", 0) for r in results)
             perf.close()
+            if remote:
+                runner.close()
         interrupted = interrupt.is_set()
-    elapsed = max(time.monotonic() - wall["start"] - cfg.warmup, 1e-9)
+    seconds = runner.seconds() if remote else None  # the actors' own end, not the driver's teardown
+    elapsed = max((time.monotonic() - wall["start"] if seconds is None else seconds) - cfg.warmup, 1e-9)
     summary = _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args)
+    if remote:
+        summary["cluster"] = runner.report()
     return summary, summary["exit_code"], agg
 
 
@@ -529,6 +554,15 @@ def format_summary(summary: dict) -> str:
                      f"({summary['max_in_flight']} already in flight: the client could not keep up)")
     if summary.get("missing"):
         lines.append(f"  missing: {summary['missing']} requests left no entry")
+    cluster = summary.get("cluster")
+    if cluster:
+        hosts = sorted({a["host"] for a in cluster["actors"]})
+        lines.append(f"  ray: {len(cluster['actors'])} engine actor(s) on {cluster['nodes']} node(s) "
+                     f"({', '.join(hosts)})")
+        for a in cluster["actors"]:
+            if a["status"] != "ok":
+                lines.append(f"  actor {a['index']} on {a['host']} (pid {a['pid']}) {a['status']}: "
+                             f"{a['lost']} requests lost ({a['reason']})")
     if summary.get("warmup_requests"):
         lines.append(f"  warm-up: {summary['warmup_requests']} requests excluded from every statistic")
     lines.append("")
@@ -579,7 +613,12 @@ def bench_parser() -> Parser:
     p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
                    help=f"open loop: requests in flight at most before arrivals are dropped "
                         f"(default {DEFAULT_MAX_IN_FLIGHT})")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (0 = in this process; default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (0 = in this process; default 1); with --ray: engine actors")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the workers as engine actors on a Ray cluster (ADDRESS as ray.init takes it; "
+                        "without it: auto, then a local instance); needs restiming[ray]")
+    p.add_argument("--parquet", metavar="DIR", help="write every entry as Parquet files in DIR (needs pyarrow)")
     p.add_argument("--expect-status", default="200-399", metavar="CODES",
                    help="statuses that count as success, e.g. 200,201,300-399 or 2xx (default 200-399)")
     p.add_argument("--group-by", choices=("url", "status", "method"),
@@ -610,6 +649,15 @@ def write_reports(summary: dict, agg: Aggregator, args, err: TextIO, origin_ns: 
         err.write(f"HTML report: {os.path.abspath(args.html)}\n")
 
 
+def _check_extra(ray: bool) -> None:
+    import importlib.util
+
+    for name in ("ray", "pyarrow") if ray else ("pyarrow",):
+        if importlib.util.find_spec(name) is None:
+            raise UsageError(f"restiming bench: {'--ray' if ray else '--parquet'} needs {name}: "
+                             f"pip install 'restiming[ray]'")
+
+
 def run_bench_cli(argv: list[str], out: TextIO, err: TextIO) -> int:
     args = bench_parser().parse_args(argv)
     args.argv = argv
@@ -627,8 +675,22 @@ def run_bench_cli(argv: list[str], out: TextIO, err: TextIO) -> int:
     if cfg.workers < cfg.requested_workers:
         err.write(f"restiming bench: -c {cfg.concurrency} is the total concurrency: running "
                   f"{cfg.workers} worker(s), not {cfg.requested_workers}\n")
+    runner = None
+    if args.ray is not None or args.parquet:
+        _check_extra(args.ray is not None)
+    if args.ray is not None:
+        if cfg.workers < 1:
+            raise UsageError("restiming bench: --ray needs --workers >= 1 (one engine actor each)")
+        from restiming.distributed._runner import RayRunner
+
+        runner = RayRunner(args.ray or None)
+        try:
+            runner.connect(cfg.workers)  # an unreachable cluster fails here, before any load
+        except ClusterError as exc:
+            err.write(f"restiming bench: {exc}\n")
+            return EXIT_FAILED
     tty = hasattr(err, "isatty") and err.isatty()
-    summary, code, agg = run_bench(cfg, err, args, progress=tty and not args.no_progress)
+    summary, code, agg = run_bench(cfg, err, args, progress=tty and not args.no_progress, runner=runner)
     out.write(format_summary(summary))
     out.flush()
     write_reports(summary, agg, args, err)

@@ -61,15 +61,18 @@ async def _sleep_until(t_ns: int) -> None:
         await asyncio.sleep(d / 1e9)  # may wake early: check the C clock again
 
 
-async def generate(perf, share: dict, start_ns: int, stopped) -> dict:
+async def generate(perf, share: dict, start_ns: int, stopped, counts: dict | None = None) -> dict:
     """Run one worker's share of the load (``share``: see ``BenchConfig.share``);
-    returns its counts. ``stopped()`` says when to stop early."""
+    returns its counts. ``stopped()`` says when to stop early. ``counts``, when given,
+    is updated in place as the run goes (a Ray actor ships it with every batch)."""
     loop = asyncio.get_running_loop()
     conc = share["concurrency"]
     limits = restiming.Limits(max_connections=conc, max_connections_per_origin=conc)
     urls, method, headers, body = share["urls"], share["method"], share["headers"], share["body"]
     warmup_end = start_ns + int(share["warmup"] * 1e9)
-    counts = {"index": share["index"], "sent": 0, "warmup_sent": 0, "dropped": 0, "concurrency": conc}
+    if counts is None:
+        counts = {}
+    counts.update({"index": share["index"], "sent": 0, "warmup_sent": 0, "dropped": 0, "concurrency": conc})
 
     async with restiming.Client(perf, limits=limits, **share["client"]) as client:
         await _sleep_until(start_ns)

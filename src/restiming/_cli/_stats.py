@@ -16,18 +16,25 @@ code or per method; the run's totals are the groups' histograms merged, never
 percentiles averaged. Everything is fixed-size whatever the run length: the time
 series keeps at most ``MAX_SLOTS`` coarse histograms and doubles the slot width when
 the run outgrows them.
+
+Deltas (``restiming.distributed``): an engine actor accounts its own records with a
+fresh ``Aggregator`` per shipping period and ships ``to_delta()`` (sparse histograms,
+counts, packed samples); the driver adds them up with ``merge_delta``. Slots and hlog
+intervals are indexed from ``t0_ns``, which every actor sets to one agreed instant, so
+they line up across hosts; samples are moved onto the driver's clock by ``shift_ns``.
 """
 
 from __future__ import annotations
 
 import collections
 import random
+from itertools import compress
 
 from restiming._fields import RECORD, STAMPS, TEXTS
 
 from ._hist import Histogram
 
-__all__ = ["Aggregator", "HIST_PHASES", "LATE_THRESHOLD_NS", "MAX_SLOTS", "phases_ns"]
+__all__ = ["Aggregator", "HIST_PHASES", "LATE_THRESHOLD_NS", "MAX_SLOTS", "phases_ns", "IntervalCollector"]
 
 #: Phase rows of the table and the summary, in this order (``corrected`` only in an open loop).
 HIST_PHASES = ("queue", "dns", "connect", "tls", "request", "wait", "receive", "total", "corrected")
@@ -174,6 +181,7 @@ class Aggregator:
         self._hlog_open: dict[int, list[int]] = {}
         self.first_ns = 0
         self.last_ns = 0
+        self._hlog_merged: dict[int, Histogram] = {}
 
     def start(self, t0_ns: int) -> None:
         self.t0_ns = t0_ns
@@ -344,8 +352,13 @@ class Aggregator:
 
     def close_hlog(self) -> None:
         if self.hlog is not None:
-            for i in sorted(self._hlog_open):
-                self._write_interval(i)
+            merged = self._hlog_merged
+            for i in sorted(set(self._hlog_open) | set(merged)):
+                h = Histogram()
+                h.record_batch(self._hlog_open.pop(i, []))
+                if i in merged:
+                    h.merge(merged.pop(i))
+                self.hlog.interval(float(i), 1.0, h)
             self.hlog.close()
 
     # ------------------------------------------------------------ results
@@ -398,6 +411,136 @@ class Aggregator:
         for kind in ("error", "unexpected", "new", "reused"):
             out.extend(self.samples[kind])
         return out
+
+
+    # ------------------------------------------------------------ deltas
+    def to_delta(self) -> dict:
+        """Everything this aggregator accounted, as plain data: an actor makes a fresh
+        aggregator per shipping period, so this is the period's delta."""
+        if isinstance(self.hlog, IntervalCollector):
+            self.close_hlog()
+        group = _group_delta
+        return {
+            "warmup_entries": self.warmup_entries, "early": self.early, "late": _sparse(self.late_hist),
+            "connections": dict(self.connections),
+            "single": group(None, self._single),
+            "groups": [group(k, g) for k, g in self.groups.items()],
+            "slot_width": self.slot_width,
+            "slots": [(i, _sparse(s.hist), s.errors) for i, s in enumerate(self.slots) if s.hist.count or s.errors],
+            "hlog": [(i, _sparse(h)) for i, h in self.hlog.intervals.items()]
+            if isinstance(self.hlog, IntervalCollector) else [],
+            "samples": self.samples, "seen": dict(self._seen),
+            "first_ns": self.first_ns, "last_ns": self.last_ns,
+        }
+
+    def merge_delta(self, d: dict, shift_ns: int = 0) -> None:
+        """Add an actor's ``to_delta()``; ``shift_ns`` moves its monotonic stamps onto
+        this process's clock (only the sampled records and first/last carry any)."""
+        self.warmup_entries += d["warmup_entries"]
+        self.early += d["early"]
+        self.connections.update(d["connections"])
+        _merge_sparse(self.late_hist, d["late"])
+        _merge_group(self._single, d["single"])
+        for key, name, hists, statuses, errors in d["groups"]:
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Group(name)
+            _merge_group(group, (key, name, hists, statuses, errors))
+        width = d["slot_width"]
+        while self.slot_width < width * (1 - 1e-9):
+            self._halve()
+        factor = max(round(self.slot_width / width), 1)
+        for i, hist, errors in d["slots"]:
+            j = i // factor
+            while j >= MAX_SLOTS:
+                self._halve()
+                factor *= 2
+                j = i // factor
+            while len(self.slots) <= j:
+                self.slots.append(_Slot())
+            _merge_sparse(self.slots[j].hist, hist)
+            self.slots[j].errors += errors
+        for i, hist in d["hlog"]:
+            h = self._hlog_merged.get(i)
+            if h is None:
+                h = self._hlog_merged[i] = Histogram()
+            _merge_sparse(h, hist)
+        k = SAMPLES_PER_KIND
+        for kind, packed in d["samples"].items():
+            n = d["seen"].get(kind, 0)
+            self._seen[kind] += n
+            bucket = self.samples[kind]
+            for p in packed:
+                p = rebase_record(p, shift_ns) if shift_ns else p
+                if len(bucket) < k:
+                    bucket.append(p)
+                elif self._rng() * self._seen[kind] < n:
+                    bucket[int(self._rng() * k)] = p
+        if d["first_ns"] and (not self.first_ns or d["first_ns"] + shift_ns < self.first_ns):
+            self.first_ns = d["first_ns"] + shift_ns
+        if d["last_ns"]:
+            self.last_ns = max(self.last_ns, d["last_ns"] + shift_ns)
+
+
+class IntervalCollector:
+    """Stands in for an ``HlogWriter`` in an actor: keeps the intervals for the delta."""
+
+    def __init__(self) -> None:
+        self.intervals: dict[int, Histogram] = {}
+
+    def interval(self, start_s: float, length_s: float, h: Histogram) -> None:
+        self.intervals[int(start_s)] = h
+
+    def close(self) -> None:
+        pass
+
+
+def rebase_record(packed: bytes, shift_ns: int) -> bytes:
+    """A length-prefixed packed record with every stamp that happened moved by ``shift_ns``."""
+    v = list(RECORD.unpack_from(packed, 8))
+    for i in range(len(STAMPS)):
+        if v[i]:
+            v[i] += shift_ns
+    return packed[:8] + RECORD.pack(*v) + packed[8 + _SIZE:]
+
+
+def _sparse(h: Histogram):
+    """A histogram as plain data, only its non-zero counters (None when empty)."""
+    if not h.count:
+        return None
+    counts = h._counts
+    idx = list(compress(range(len(counts)), counts))
+    return ((h.lowest, h.highest, h.digits), h.count, h.clamped, h._sum, h._min, h._max, idx,
+            [counts[i] for i in idx])
+
+
+def _merge_sparse(h: Histogram, d) -> None:
+    if d is None:
+        return
+    layout, count, clamped, total, lo, hi, idx, values = d
+    if tuple(layout) != (h.lowest, h.highest, h.digits):
+        raise ValueError(f"histogram layout {tuple(layout)} does not match {(h.lowest, h.highest, h.digits)}")
+    counts = h._counts
+    for i, c in zip(idx, values):
+        counts[i] += c
+    if h.count == 0 or lo < h._min:
+        h._min = lo
+    h._max = max(h._max, hi)
+    h._sum += total
+    h.count += count
+    h.clamped += clamped
+
+
+def _group_delta(key, g: Group) -> tuple:
+    return (key, g.name, [_sparse(h) for h in g.hists], list(g.statuses.items()), dict(g.errors))
+
+
+def _merge_group(group: Group, d: tuple) -> None:
+    _, _, hists, statuses, errors = d
+    for h, sparse in zip(group.hists, hists):
+        _merge_sparse(h, sparse)
+    group.statuses.update(dict(statuses))
+    group.errors.update(errors)
 
 
 def _rekey(per_slot: dict) -> dict:
