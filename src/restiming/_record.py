@@ -248,6 +248,43 @@ class Recorder:
             # NUL separates the strings of a record; it cannot occur in HTTP fields.
             texts = tuple(t.replace("\0", "\ufffd") for t in texts)
             text = "\0".join(texts)
+        return self._publish(texts, text, encoded_body_size, decoded_body_size, bytes_sent, bytes_received,
+                             connection_id, response_status, flags)
+
+    def finish_response(self, status: int, encoded: int, decoded: int, protocol: str, content_type: str,
+                        content_encoding: str, server_timing: str, connection_id: int, reused: bool,
+                        remote_address: str, tls_version: str, sent: int, received: int,
+                        intended_start: int | None, tao_passed: bool, proxy: str):
+        """``finish()`` for the engine's own successful fetches: positional, and no
+        type checks (the engine's counts are ints it computed). The string limits
+        and the NUL rule still apply."""
+        if self._finished:
+            raise RestimingError(f"entry for {self.name!r} was already finished")
+        stamps = self.stamps
+        if not stamps[_END]:
+            stamps[_END] = _now()
+        if intended_start is not None:
+            stamps[_INTENDED] = intended_start
+        flags = _REUSED if reused else 0
+        if not tao_passed:
+            flags |= _TAO_FAILED
+            for slot in _OPAQUE_SLOTS:
+                stamps[slot] = 0
+            stamps[_FETCH] = stamps[_START]
+            encoded = decoded = 0
+            protocol = server_timing = ""
+        texts = (self.initiator_type, protocol, content_type, content_encoding, "", server_timing, "", "",
+                 remote_address, tls_version, proxy)
+        text = "\0".join(texts)
+        if text.count("\0") != _NSEP:  # an HTTP/2 peer's field value with a NUL
+            texts = tuple(t.replace("\0", "\ufffd") for t in texts)
+            text = "\0".join(texts)
+        return self._publish(texts, text, encoded, decoded, sent, received, connection_id, status, flags)
+
+    def _publish(self, texts: tuple, text: str, encoded_body_size: int, decoded_body_size: int, bytes_sent: int,
+                 bytes_received: int, connection_id: int, response_status: int, flags: int):
+        """Bound the strings, pack the record and publish it: one C call."""
+        stamps = self.stamps
         text_b = text.encode("utf-8", "surrogateescape")
         url_b = self._url_b
         perf = self._perf

@@ -700,24 +700,12 @@ class Client:
         reused = ex.reused
         self._release(ex, conn, complete)
         ex.finished = True
-        return ex.rec.finish(
-            response_status=head.status_code,
-            encoded_body_size=encoded,
-            decoded_body_size=decoded,
-            next_hop_protocol=protocol,
-            content_type=content_type_attribute(_field(fields, b"content-type")) if b"content-type" in fields else "",
-            content_encoding=content_encoding_attribute(fields.get(b"content-encoding")),
-            server_timing=_field(fields, b"server-timing"),
-            connection_id=conn.id,
-            connection_reused=reused,
-            remote_address=conn.remote_address,
-            tls_version=conn.tls_version,
-            bytes_sent=ex.sent,
-            bytes_received=ex.received,
-            intended_start=ex.intended_start,
-            timing_allow_passed=ex.tao is None or ex.tao.passed,
-            proxy=ex.proxy.display if ex.proxy is not None else "",
-        )
+        return ex.rec.finish_response(
+            head.status_code, encoded, decoded, protocol,
+            content_type_attribute(_field(fields, b"content-type")) if b"content-type" in fields else "",
+            content_encoding_attribute(fields.get(b"content-encoding")), _field(fields, b"server-timing"),
+            conn.id, reused, conn.remote_address, conn.tls_version, ex.sent, ex.received, ex.intended_start,
+            ex.tao is None or ex.tao.passed, ex.proxy.display if ex.proxy is not None else "")
 
     def _fail(self, ex: _Fetch, exc: BaseException) -> BaseException:
         """Record the network-error entry for ``exc`` and return what to raise."""

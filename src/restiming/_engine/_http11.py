@@ -118,8 +118,12 @@ class HTTP11Connection(Exchange, asyncio.Protocol):
             if not self._head_ns:
                 self._head_ns = now
             self._head_fed += len(data)
-        if self._feed(data):
-            self._process(now)
+        try:
+            self.h11.receive_data(data)
+        except h11.RemoteProtocolError as exc:  # data after a closed connection
+            self.fail(ProtocolError(f"malformed response: {exc}"), exc)
+            return
+        self._process(now)
 
     def eof_received(self):
         self.eof = True
