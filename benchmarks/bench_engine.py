@@ -4,7 +4,9 @@ local nginx in one run; then ``restiming bench --workers 1 -c 64`` vs locust's
 FastHttpUser (one process, 64 users).
 
 Baselines: the bare h11 client (h11 driven from an asyncio.Protocol on uvloop, one
-Future per request, no timing, no pool logic, no timeouts), aiohttp without tracing
+Future per request, no timing, no pool logic, no timeouts), the same plus complete
+entries ("h11+entries": C-clock stamps of every phase and one packed record per request,
+the floor of any client that records what restiming records), aiohttp without tracing
 (the named baseline of the table), aiohttp with a TraceConfig stamping every signal,
 httpx, wrk, locust. Ratios are measured in the same run. The harness
 (``engine_harness.py``) explains the fairness rules. Under pytest-benchmark one round

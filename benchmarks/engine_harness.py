@@ -42,6 +42,8 @@ import h11  # noqa: E402
 import uvloop  # noqa: E402
 
 import restiming  # noqa: E402
+from restiming._binding import lib  # noqa: E402
+from restiming._fields import SLOT  # noqa: E402
 from tests.peers.nginx import NginxServer, find_nginx  # noqa: E402
 
 __all__ = ["BenchNginx", "ClientBench", "Result", "Scenario", "SCENARIOS", "CLIENTS", "run_wrk",
@@ -49,7 +51,7 @@ __all__ = ["BenchNginx", "ClientBench", "Result", "Scenario", "SCENARIOS", "CLIE
 
 PATH = "/small.txt"
 #: Clients compared; "wrk" is the ceiling and runs as a subprocess.
-CLIENTS = ("restiming", "h11-bare", "aiohttp", "aiohttp+trace", "httpx")
+CLIENTS = ("restiming", "h11-bare", "h11+entries", "aiohttp", "aiohttp+trace", "httpx")
 BASELINE = "aiohttp"
 POOL_LIMIT = 100  # every client's connection limit (>= the highest concurrency)
 WRK_SECONDS = int(os.environ.get("RESTIMING_BENCH_WRK_SECONDS", "5"))
@@ -206,8 +208,10 @@ class ClientBench:
                 r = await fetch(url)
                 if r.status != 200 or len(r.body) != 1024:
                     raise AssertionError(f"restiming: unexpected response {r.status} {len(r.body)}")
-        elif self.kind == "h11-bare":
-            client = _BareH11(url, keepalive)
+        elif self.kind in ("h11-bare", "h11+entries"):
+            if self.kind == "h11+entries":
+                self.perf = restiming.Performance(buffer_size=1_000_000)
+            client = _BareH11(url, keepalive, self.perf)
             fetch = client.fetch
 
             async def one() -> None:
@@ -248,7 +252,7 @@ class ClientBench:
         try:
             self.check()
             if self._client is not None:
-                if self.kind in ("restiming", "h11-bare"):
+                if self.kind in ("restiming", "h11-bare", "h11+entries"):
                     self.loop.run_until_complete(self._client.close())
                 elif self.kind.startswith("aiohttp"):
                     self.loop.run_until_complete(self._client.close())
@@ -334,6 +338,8 @@ class _BareProtocol(asyncio.Protocol):
         self.status = 0
         self.body = []
         self.lost = False
+        self.head_ns = self.end_ns = self.first_ns = 0  # h11+entries only
+        self.event = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -348,6 +354,7 @@ class _BareProtocol(asyncio.Protocol):
                 self.body.append(event.data)
             elif t is h11.Response:
                 self.status = event.status_code
+                self.event = event
             elif t is h11.EndOfMessage:
                 self.waiter.set_result(None)
                 return
@@ -362,11 +369,29 @@ class _BareProtocol(asyncio.Protocol):
             self.waiter.set_exception(ConnectionError("lost"))
 
 
+class _StampingProtocol(_BareProtocol):
+    """The bare protocol plus the arrival stamp of each chunk (C clock)."""
+
+    def data_received(self, data: bytes) -> None:
+        now = _now()
+        if not self.first_ns:
+            self.first_ns = now
+        self.end_ns = now
+        super().data_received(data)
+
+
 class _BareH11:
     """The floor of the design: h11 + asyncio.Protocol on uvloop, no timing, no pool
-    logic (an idle stack of connections), no timeouts, one Future per request."""
+    logic (an idle stack of connections), no timeouts, one Future per request.
 
-    def __init__(self, url: str, keepalive: bool) -> None:
+    With ``perf`` ("h11+entries"), the floor of a client that records complete
+    entries: the same, plus the C-clock stamps of every phase and one packed record
+    per request published into ``perf`` (restiming's own recorder), still without
+    pool limits, deadlines, validation, redirects or Timing-Allow-Origin."""
+
+    def __init__(self, url: str, keepalive: bool, perf=None) -> None:
+        self.url = url
+        self.perf = perf
         u = urllib.parse.urlsplit(url)
         self.addr = (u.hostname, u.port)
         self.keepalive = keepalive
@@ -377,6 +402,8 @@ class _BareH11:
         self.idle: list = []
 
     async def fetch(self):
+        if self.perf is not None:
+            return await self._fetch_recorded()
         loop = asyncio.get_running_loop()
         if self.idle:
             p = self.idle.pop()
@@ -387,6 +414,43 @@ class _BareH11:
         p.waiter = loop.create_future()
         p.transport.write(conn.send(self.request) + conn.send(h11.EndOfMessage()))
         await p.waiter
+        return self._done(p)
+
+    async def _fetch_recorded(self):
+        loop = asyncio.get_running_loop()
+        rec = self.perf.begin(self.url, "fetch")
+        st = rec.stamps
+        if self.idle:
+            p = self.idle.pop()
+            st[_S_DLS] = st[_S_DLE] = st[_S_CS] = st[_S_CE] = st[_S_FETCH]
+            reused = True
+        else:
+            st[_S_DLS] = st[_S_DLE] = st[_S_CS] = _now()
+            _, p = await loop.create_connection(_StampingProtocol, *self.addr)
+            st[_S_CE] = _now()
+            reused = False
+        conn = p.h11
+        p.body = []
+        p.first_ns = 0
+        p.waiter = loop.create_future()
+        data = conn.send(self.request) + conn.send(h11.EndOfMessage())
+        st[_S_REQS] = _now()
+        p.transport.write(data)
+        st[_S_REQE] = _now()
+        await p.waiter
+        st[_S_FINAL] = p.first_ns
+        st[_S_END] = p.end_ns
+        status, body = self._done(p)
+        ctype = ""
+        for name, value in p.event.headers:
+            if name == b"content-type":
+                ctype = value.decode("latin-1")
+        rec.finish_response(status, len(body), len(body), "http/1.1", ctype, "", "", 0, reused, "", "",
+                            len(data), 0, None, True, "")
+        return status, body
+
+    def _done(self, p):
+        conn = p.h11
         body = b"".join(p.body)
         if self.keepalive and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
@@ -399,6 +463,12 @@ class _BareH11:
         for p in self.idle:
             p.transport.close()
         self.idle.clear()
+
+
+_now = lib.rt_now_ns
+_S_FETCH, _S_DLS, _S_DLE = SLOT["fetch_start"], SLOT["domain_lookup_start"], SLOT["domain_lookup_end"]
+_S_CS, _S_CE, _S_REQS, _S_REQE = SLOT["connect_start"], SLOT["connect_end"], SLOT["request_start"], SLOT["request_end"]
+_S_FINAL, _S_END = SLOT["final_response_headers_start"], SLOT["response_end"]
 
 
 def _stamping_trace_config(sink: list):
@@ -656,7 +726,7 @@ def ratio_lines(results: list[Result]) -> list[str]:
         if me is None:
             continue
         parts = []
-        for other in ("h11-bare", "aiohttp", "aiohttp+trace", "httpx", "wrk"):
+        for other in ("h11-bare", "h11+entries", "aiohttp", "aiohttp+trace", "httpx", "wrk"):
             x = _ratio(me, _find(results, other, s))
             if x is not None:
                 parts.append(f"restiming/{other} = {x:.2f}")
