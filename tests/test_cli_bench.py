@@ -57,6 +57,8 @@ def test_open_loop_never_negative_and_corrected_at_least_total(nginx, tmp_path, 
     assert data["sent"] + data["dropped"] == int(rate * seconds)
     assert len(rows) == data["sent"] == data["completed"] + sum(data["errors"].values())
     assert data["late"]["early"] == 0
+    rss = data["peak_rss_mb"]  # memory of every process of the run
+    assert rss["parent"] > 0 and len(rss["workers"]) == workers and all(w > 0 for w in rss["workers"])
     for row in rows:
         d = phase_durations(row)
         assert row["start_time"] >= row["intended_start"] > 0

@@ -46,7 +46,7 @@ from ._common import (
 from ._hdr import HlogWriter, encode_histogram
 from ._hist import Histogram
 from ._load import DEFAULT_MAX_IN_FLIGHT
-from ._runner import InProcessRunner, ProcessRunner
+from ._runner import InProcessRunner, ProcessRunner, _peak_rss_mb
 from ._stats import HIST_PHASES, Aggregator
 from ._thresholds import parse_expect_status, parse_threshold
 
@@ -501,7 +501,7 @@ def _summary(cfg, agg, results, lost, elapsed, interrupted, started_at, args) ->
         "groups": groups,
         "thresholds": thresholds,
         "exit_code": code,
-        "peak_rss_mb": {"workers": [r.get("rss_mb") for r in results]},
+        "peak_rss_mb": {"parent": _peak_rss_mb(), "workers": [r.get("rss_mb") for r in results]},
         "interrupted": interrupted,
     }
     return summary

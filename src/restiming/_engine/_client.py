@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import ssl
 
 import h11
@@ -44,7 +43,6 @@ from restiming._exceptions import (
     TotalTimeout,
 )
 from restiming._fields import SLOT
-from restiming._headers import normalize_headers
 from restiming._mime import content_type_attribute
 from restiming._tao import TaoCheck
 from restiming._timeline import Performance
@@ -58,6 +56,7 @@ from ._http11 import DONE, HTTP11Connection
 from ._models import Headers, Response
 from ._network import open_connection, translate_io, warm_up
 from ._pool import Pool
+from ._request import Requests, body_bytes, check_initiator, check_intended_start, redirect_request
 from ._proxy import Proxies, Tunnel
 from ._stream import StreamContext
 
@@ -65,11 +64,6 @@ __all__ = ["Client"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
-_NORMALIZED_METHODS = {m: m.encode() for m in ("DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH")}
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BODY_HEADERS = {b"content-encoding", b"content-language", b"content-location", b"content-type",
-                 b"content-length", b"transfer-encoding"}
-_CREDENTIAL_HEADERS = {b"authorization", b"cookie", b"proxy-authorization"}
 # Stamps that describe one hop's connection and exchange; a new hop or a retry resets them.
 HOP_STAMPS = tuple(SLOT[s] for s in (
     "domain_lookup_start", "domain_lookup_end", "connect_start", "connect_end", "secure_connection_start",
@@ -82,27 +76,9 @@ _CONNECT_START, _CONNECT_END = SLOT["connect_start"], SLOT["connect_end"]
 _SECURE, _RESPONSE_END = SLOT["secure_connection_start"], SLOT["response_end"]
 # Raised as they are (no foreign cause to chain).
 _OURS = (FetchError, ClientClosed, asyncio.CancelledError)
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("restiming")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0"
-
-
-USER_AGENT = b"restiming/" + _version().encode("ascii")
 _now = lib.rt_now_ns
 _NS = 1_000_000_000
 _HTTP_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
-_NO_HEADERS: list = []  # shared, never mutated (redirects build new lists)
-# Load generators fetch the same few URLs again and again; parsing one costs more than
-# the rest of _begin. parse_url is pure, so a parsed URL is reused (short URLs only).
-_URL_CACHE_SIZE = 256
-_URL_CACHE_MAX_LENGTH = 2048
-_REQUEST_CACHE_SIZE = 256
-_REQUEST_CACHE_MAX_BYTES = 4096
-
 
 def _ssl_context(verify, alpn=("http/1.1",)) -> ssl.SSLContext:
     if isinstance(verify, ssl.SSLContext):
@@ -221,11 +197,7 @@ class Client:
         self._pool = Pool(limits, self.http2)
         self._sweep = Sweep()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._accept_encoding = ", ".join(supported_encodings()).encode()
-        self._requests: dict[tuple, tuple] = {}  # see _request
-        self._urls: dict[str, object] = {}  # parse_url results (pure), see _URL_CACHE_SIZE
-        self._normalized: dict[tuple, list] = {}  # see _headers
-        self._plain: dict[tuple, tuple] = {}  # (url, method) -> (URL, method, h11 event, bytes); see _begin
+        self._req = Requests(", ".join(supported_encodings()).encode())
         self._deliver = REDIRECT_STATUSES if self.follow_redirects else False
         self._make_decoder = functools.partial(_decoder, limits)
         self._closed = False
@@ -315,40 +287,20 @@ class Client:
         mistake raises here, before any socket, and records nothing."""
         if self._closed:
             raise ClientClosed("this Client was closed")
-        if headers is None and body is None and timeout is None and intended_start is None \
-                and initiator_type == "fetch":
+        req = self._req
+        plain = body is None and timeout is None and intended_start is None and initiator_type == "fetch"
+        if plain:
             # The load generator's call: everything but the entry is known already.
-            plain = self._plain.get((url, method))
-            if plain is not None:
-                u, m, request, head, proxy = plain
+            known = req.lookup(url, method, headers)
+            if known is not None:
+                u, m, hdrs, request, head, proxy = known
                 rec = self.performance.begin(url, initiator_type)
                 tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
-                return _Fetch(rec, u, m, _NO_HEADERS, b"", self.timeout, self._timeout_ns, tao, None, request, head,
-                              proxy)
-        u = self._urls.get(url) if type(url) is str else None
-        if u is None:
-            u = parse_url(url)  # InvalidURL: before any socket, no entry
-            if len(url) <= _URL_CACHE_MAX_LENGTH:
-                if len(self._urls) >= _URL_CACHE_SIZE:
-                    self._urls.clear()
-                self._urls[url] = u
-        m = _NORMALIZED_METHODS.get(method) if type(method) is str else None
-        if m is None:
-            if not isinstance(method, str) or not _TOKEN.match(method):
-                raise InvalidRequest(f"method must be an HTTP token, got {method!r}")
-            m = _NORMALIZED_METHODS.get(method.upper()) or method.encode("ascii")
-        hdrs = self._headers(headers) if headers else []
-        if body is None:
-            data = b""
-        elif isinstance(body, str):
-            try:
-                data = body.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InvalidRequest(f"body is not valid Unicode text: {exc}") from exc
-        elif isinstance(body, (bytes, bytearray, memoryview)):
-            data = bytes(body)
-        else:
-            raise TypeError(f"body must be bytes, str or None, not {type(body).__name__}")
+                return _Fetch(rec, u, m, hdrs, b"", self.timeout, self._timeout_ns, tao, None, request, head, proxy)
+        u = req.url(url)
+        m = req.method(method)
+        hdrs = req.headers(headers)
+        data = body_bytes(body)
         if timeout is None:
             t, ns = self.timeout, self._timeout_ns
         else:
@@ -357,95 +309,17 @@ class Client:
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from exc
             ns = self._to_ns(t)
-        if intended_start is not None and (isinstance(intended_start, bool) or not isinstance(intended_start, int)
-                                           or intended_start < 0):
-            raise InvalidRequest(f"intended_start must be a monotonic ns int >= 0, got {intended_start!r}")
+        if intended_start is not None:
+            check_intended_start(intended_start)
         if initiator_type != "fetch":
-            _check_initiator(initiator_type)
+            check_initiator(initiator_type)
         proxy = self._proxies.select(u) if self._proxies is not None else None
-        request, head = self._request(u, m, hdrs, data, proxy)
-        if not hdrs and not data and timeout is None and intended_start is None and initiator_type == "fetch" \
-                and type(url) is str and len(url) <= _URL_CACHE_MAX_LENGTH and type(method) is str:
-            if len(self._plain) >= _URL_CACHE_SIZE:
-                self._plain.clear()
-            self._plain[(url, method)] = (u, m, request, head, proxy)
+        request, head = req.event(u, m, hdrs, data, proxy)
+        if plain:
+            req.remember(url, method, headers, (u, m, hdrs, request, head, proxy))
         rec = self.performance.begin(url, initiator_type)
         tao = TaoCheck(self.origin, u.origin) if self.origin is not None else None
         return _Fetch(rec, u, m, hdrs, data, t, ns, tao, intended_start, request, head, proxy)
-
-    def _headers(self, headers) -> list:
-        """``normalize_headers``, kept for headers given as a list or tuple of pairs: a
-        load generator passes the same few header sets on every fetch."""
-        kind = type(headers)
-        if kind is list or kind is tuple:
-            try:
-                key = tuple(headers)
-                cached = self._normalized.get(key)
-            except TypeError:  # unhashable items: validated (and refused) below
-                return normalize_headers(headers)
-            if cached is None:
-                cached = normalize_headers(headers)
-                if len(self._normalized) >= _REQUEST_CACHE_SIZE:
-                    self._normalized.clear()
-                self._normalized[key] = cached
-            return cached
-        return normalize_headers(headers)
-
-    def _request(self, u, method: bytes, headers: list, body: bytes, proxy=None) -> tuple:
-        """The h11 request event of a hop and its serialized bytes. A load generator
-        sends the same head over and over and building the event validates every
-        field, so both are kept per (target, authority, method, body length, caller
-        headers); heads over 4 KiB are not kept. A request h11 refuses is the
-        caller's mistake (InvalidRequest), found before any socket."""
-        # Through a proxy, plain HTTP goes in absolute-form with the proxy's
-        # credentials (an https request goes through a tunnel: nothing changes).
-        forward = proxy if proxy is not None and u.scheme == "http" else None
-        key = (u.target, u.authority, method, len(body), *headers) if forward is None else \
-            (u.target, u.authority, method, len(body), forward.key, *headers)
-        cached = self._requests.get(key)
-        if cached is not None:
-            return cached
-        lower = [n.lower() for n, _ in headers]
-        if lower.count(b"host") > 1:
-            raise InvalidRequest("more than one Host header")
-        if b"content-length" in lower:
-            if b"transfer-encoding" in lower:  # RFC 9112 §6.2: a sender never sends both
-                raise InvalidRequest("Content-Length and Transfer-Encoding together")
-            declared = {v.strip() for n, v in headers if n.lower() == b"content-length"}
-            if declared != {str(len(body)).encode()}:
-                raise InvalidRequest(f"Content-Length {b', '.join(sorted(declared)).decode('latin-1')!r} "
-                                     f"does not match the {len(body)}-byte body")
-        names = set(lower)
-        out = []
-        if b"host" not in names:
-            out.append((b"Host", u.authority.encode("ascii")))
-        out.extend(headers)
-        if b"user-agent" not in names:
-            out.append((b"User-Agent", USER_AGENT))
-        if b"accept" not in names:
-            out.append((b"Accept", b"*/*"))
-        if b"accept-encoding" not in names:
-            out.append((b"Accept-Encoding", self._accept_encoding))
-        if b"content-length" not in names and b"transfer-encoding" not in names:
-            if body or method in (b"POST", b"PUT", b"PATCH"):
-                out.append((b"Content-Length", str(len(body)).encode()))
-        try:
-            if forward is not None:
-                target = f"http://{u.authority}{u.target}".encode("ascii")
-                if forward.authorization is not None and b"proxy-authorization" not in names:
-                    out.append((b"Proxy-Authorization", forward.authorization))
-            else:
-                target = u.target.encode("ascii")
-            event = h11.Request(method=method, target=target, headers=out)
-            head = h11.Connection(h11.CLIENT).send(event)
-        except h11.LocalProtocolError as exc:
-            raise InvalidRequest(f"cannot send this request: {exc}") from exc
-        result = (event, head)
-        if len(head) <= _REQUEST_CACHE_MAX_BYTES:
-            if len(self._requests) >= _REQUEST_CACHE_SIZE:
-                self._requests.clear()
-            self._requests[key] = result
-        return result
 
     async def _follow(self, ex: _Fetch, conn: HTTP11Connection, stream: bool) -> HTTP11Connection:
         """Given the first hop's response, run the Timing-Allow-Origin check and follow
@@ -489,7 +363,8 @@ class Client:
             self._release(ex, conn, conn.state is DONE)
             stamps[_REDIRECT_END] = redirect_end
             stamps[_REDIRECT_START] = stamps[_START]
-            self._redirect_request(ex, head.status_code, new_url)
+            ex.method, ex.body, ex.headers = redirect_request(ex.method, ex.body, ex.headers, head.status_code,
+                                                              ex.url.origin, new_url.origin)
             if ex.tao is not None:
                 ex.tao.on_redirect(ex.url.origin, new_url.origin)
             ex.url = new_url
@@ -498,7 +373,7 @@ class Client:
                 (new_url.scheme, new_url.host, new_url.port, ex.proxy.key)
             ex.https = new_url.scheme == "https"
             try:
-                ex.request, ex.head = self._request(new_url, ex.method, ex.headers, ex.body, ex.proxy)
+                ex.request, ex.head = self._req.event(new_url, ex.method, ex.headers, ex.body, ex.proxy)
             except InvalidRequest as exc:
                 raise ProtocolError(f"cannot follow the redirect: {exc}") from exc
             for slot in HOP_STAMPS:
@@ -670,17 +545,6 @@ class Client:
             raise DNSError(f"resolver returned no usable addresses for {host!r}: {addrs!r}")
         return addrs
 
-    @staticmethod
-    def _redirect_request(ex: _Fetch, status: int, new_url) -> None:
-        """Fetch's HTTP-redirect fetch: method and header rewriting."""
-        if (status in (301, 302) and ex.method == b"POST") or (status == 303 and ex.method not in (b"GET", b"HEAD")):
-            ex.method = b"GET"
-            ex.body = b""
-            ex.headers = [(n, v) for n, v in ex.headers if n.lower() not in _BODY_HEADERS]
-        if new_url.origin != ex.url.origin:
-            ex.headers = [(n, v) for n, v in ex.headers
-                          if n.lower() not in _CREDENTIAL_HEADERS and n.lower() != b"host"]
-
     def _release(self, ex: _Fetch, conn: HTTP11Connection, complete: bool) -> None:
         ex.sent += conn.bytes_out
         ex.received += conn.bytes_in
@@ -742,15 +606,6 @@ def _mark_reused(ex: _Fetch) -> None:
     stamps[_DNS_START] = stamps[_DNS_END] = stamps[_CONNECT_START] = stamps[_CONNECT_END] = fetch
     stamps[_SECURE] = fetch if ex.https else 0
     ex.reused = True
-
-
-def _check_initiator(initiator_type) -> None:
-    if not isinstance(initiator_type, str) or not initiator_type:
-        raise InvalidRequest(f"initiator_type must be a non-empty str, got {initiator_type!r}")
-    try:
-        initiator_type.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"initiator_type must be valid Unicode text, got {initiator_type!r}") from None
 
 
 def _due(now: int, ns: int, total_due: int) -> int:
