@@ -76,6 +76,10 @@ def test_errors_exit_non_zero_with_the_phase(site, free_port):
     assert code == 2
     code, text = run_cli("-H", "bad header", site.url("/"))
     assert code == 2 and "Name: value" in text
+    for method in ("GE T", "GET\r\nX: y", ""):  # a usage error, never a traceback (exit 70)
+        code, text = run_cli("-X", method, site.url("/"))
+        assert code == 2 and "-X/--method must be an HTTP method token" in text and "Traceback" not in text
+    assert _bench(site.url("/"), "-X", "GE T")[0] == 2
 
 
 def test_json_output(site):

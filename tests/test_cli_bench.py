@@ -225,6 +225,9 @@ def test_compare_two_summaries_with_a_known_shift(tmp_path):
     assert code == 0, text
     code, _, err = run("compare", base, str(tmp_path / "missing.json"))
     assert code == 2 and "missing.json" in err
+    # a rule on a phase with no data in these runs fails: a gate never passes by default
+    code, text, _ = run("compare", base, new, "--fail-if", "tls:p(99)>+1%")
+    assert code == 99 and "no data" in text
 
 
 def test_fetch_include_headers_and_stderr_routing(nginx):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 
 import restiming
 
@@ -119,6 +120,9 @@ def _accept_encoding() -> str:
         return "gzip, deflate"
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def request_headers(args) -> tuple[str, list[tuple[str, str]], bytes | None]:
     """(method, headers, body) as the CLI sends them: the user's headers plus the
     defaults a client sends (User-Agent with the version, Accept, Accept-Encoding) and,
@@ -127,6 +131,8 @@ def request_headers(args) -> tuple[str, list[tuple[str, str]], bytes | None]:
     request headers that were really sent; Host and Content-Length are the engine's."""
     headers = parse_headers(args.header)
     body = read_body(args.data)
+    if args.method is not None and not _TOKEN.fullmatch(args.method):
+        raise UsageError(f"restiming: -X/--method must be an HTTP method token, got {args.method!r}")
     method = (args.method or ("POST" if body is not None else "GET")).upper()
     names = {n.lower() for n, _ in headers}
     if "user-agent" not in names:

@@ -125,10 +125,14 @@ def run_compare_cli(argv: list[str], out: TextIO, err: TextIO) -> int:
             a = _value(base["phases"].get(rule.metric), rule.agg, rule.percentile)
             b = _value(new["phases"].get(rule.metric), rule.agg, rule.percentile)
         delta = _change(a, b) if rule.relative else (None if a is None or b is None else b - a)
-        holds = delta is not None and rule.holds(delta)
+        # A rule that cannot be evaluated (a phase with no data in either run, e.g.
+        # "corrected" of a closed loop) fails, as a bench threshold without data does:
+        # a release gate must not pass by default.
+        holds = delta is None or rule.holds(delta)
         if holds:
             code = EXIT_THRESHOLDS
-        shown = "n/a" if delta is None else (f"{delta:+.1f}%" if rule.relative else f"{delta:+.3f} ms")
+        shown = "n/a (no data: fails)" if delta is None else (f"{delta:+.1f}%" if rule.relative
+                                                             else f"{delta:+.3f} ms")
         lines.append(f"  {'FAIL' if holds else 'PASS'}  {rule.text:<28} change {shown}")
     out.write("\n".join(lines) + "\n")
     return code

@@ -10,7 +10,7 @@ import json
 from typing import TextIO
 
 import restiming
-from restiming._exceptions import FetchError, InvalidHeader, InvalidURL
+from restiming._exceptions import FetchError, InvalidHeader, InvalidRequest, InvalidURL
 from restiming._fields import EXTENSIONS
 
 from ._common import EXIT_FAILED, EXIT_OK, Parser, add_request_options, client_options, request_headers, \
@@ -58,7 +58,7 @@ async def _fetch_all(args, out: TextIO, err: TextIO) -> int:
         for url in args.urls:
             try:
                 response = await client.fetch(url, method=method, headers=headers, body=body)
-            except (InvalidURL, InvalidHeader) as exc:
+            except (InvalidURL, InvalidHeader, InvalidRequest) as exc:
                 err.write(f"{method} {url}\n  error [invalid] {exc}\n\n")
                 status = EXIT_FAILED
                 continue
