@@ -109,3 +109,24 @@ def test_timeouts_fire_within_the_granularity(arun, scripted_server, kind):
             assert elapsed <= value + GRANULARITY_NS / 1e9 + NOISE_S
 
     arun(main)
+
+
+@pytest.mark.parametrize("case", ["read", "connect"])
+def test_a_float_timeout_names_the_phase_that_stalled(arun, scripted_server, tls_ca, case):
+    """``timeout=0.3`` sets every deadline alike, so the total deadline and the stalled
+    phase's deadline fall within the sweep's granularity: the phase's timeout is raised
+    (it says where the fetch was), not TotalTimeout."""
+    if case == "read":
+        server = scripted_server(routes(slow=[Drain()]))
+        url, error, phase = server.url("/slow"), restiming.ReadTimeout, "read"
+    else:  # a TLS handshake that never completes
+        server = scripted_server(routes(), on_connect=lambda index: [Drain()], tls=tls_ca.server_context())
+        url, error, phase = server.url("/ok"), restiming.ConnectTimeout, "connect"
+
+    async def main():
+        perf = restiming.Performance()
+        async with restiming.Client(perf, timeout=0.3, verify=tls_ca.ca_file) as client:
+            exc = await expect_error(client, perf, url, error, "timeout")
+            assert exc.phase == phase
+
+    arun(main)

@@ -49,7 +49,7 @@ from restiming._timeline import Performance
 from restiming._url import normalize_origin, parse_url, resolve_location
 
 from ._config import Limits, Timeout
-from ._deadlines import Sweep, TaskDeadline
+from ._deadlines import GRANULARITY_NS, Sweep, TaskDeadline
 from ._decoding import Decoder, content_encoding_attribute, supported_encodings
 from ._dns import CachingResolver
 from ._http11 import DONE, HTTP11Connection
@@ -444,7 +444,7 @@ class Client:
                 conn = None
             else:
                 conn = await self._bounded(self._pool.acquire(ex.origin, allow_idle), task,
-                                           _due(_now(), ns[3], ex.total_due), ex, lambda: PoolTimeout(
+                                           _after(ns[3]), ex, lambda: PoolTimeout(
                                            f"no connection slot within {ex.timeout.pool:g} s "
                                            f"(max_connections={self.limits.max_connections}, "
                                            f"max_connections_per_origin={self.limits.max_connections_per_origin})"))
@@ -467,7 +467,7 @@ class Client:
                                     self._make_decoder)
             try:
                 stamps[_DNS_START] = now = _now()
-                connect_due = _due(now, ns[0], ex.total_due)
+                connect_due = now + ns[0] if ns[0] else 0
                 await self._bounded(self._open(conn, stamps, u, ctx, ex), task, connect_due, ex,
                                     lambda: ConnectTimeout(
                                         f"connecting to {u.host} took over {ex.timeout.connect:g} s"))
@@ -515,10 +515,13 @@ class Client:
                 ex.sent += tunnel.sent
                 ex.received += tunnel.received
 
-    async def _bounded(self, coro, task, due: int, ex: _Fetch, timeout_error):
-        """Await ``coro`` with the sweep cancelling it at ``due`` (ns, 0 = never):
-        the timeout is ``timeout_error()``, or TotalTimeout when the fetch's total
-        deadline is what passed."""
+    async def _bounded(self, coro, task, phase_due: int, ex: _Fetch, timeout_error):
+        """Await ``coro`` with the sweep cancelling it at the earlier of ``phase_due``
+        and the fetch's total deadline (ns, 0 = none): the timeout is
+        ``timeout_error()``, or TotalTimeout when the total deadline passed well before
+        the phase's (within the sweep's granularity, the phase says more)."""
+        total = ex.total_due
+        due = total if total and (not phase_due or total < phase_due) else phase_due
         if not due:
             return await coro
         deadline = TaskDeadline(task, due)
@@ -527,7 +530,7 @@ class Client:
             return await coro
         except asyncio.CancelledError:
             if deadline.settle():
-                if ex.total_due and due >= ex.total_due:
+                if total and (not phase_due or phase_due - total > GRANULARITY_NS):
                     raise TotalTimeout(f"the fetch's total deadline ({ex.timeout.total:g} s) passed") from None
                 raise timeout_error() from None
             raise
@@ -608,12 +611,9 @@ def _mark_reused(ex: _Fetch) -> None:
     ex.reused = True
 
 
-def _due(now: int, ns: int, total_due: int) -> int:
-    """The earlier of ``now + ns`` (0: no such deadline) and the total deadline."""
-    due = now + ns if ns else 0
-    if total_due and (not due or total_due < due):
-        return total_due
-    return due
+def _after(ns: int) -> int:
+    """The C-clock time ``ns`` from now (0: no such deadline)."""
+    return _now() + ns if ns else 0
 
 
 def _decoder(limits: Limits, content_encoding: str) -> Decoder:

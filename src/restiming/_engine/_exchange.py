@@ -16,6 +16,8 @@ from restiming._binding import lib
 from restiming._exceptions import LimitExceeded, ReadTimeout, RestimingError, TotalTimeout, WriteTimeout
 from restiming._fields import SLOT
 
+from ._deadlines import GRANULARITY_NS
+
 __all__ = ["Exchange", "IDLE", "HEAD", "BODY", "DONE", "WANTED"]
 
 _now = lib.rt_now_ns
@@ -108,8 +110,16 @@ class Exchange:
         return due
 
     def expire(self, now: int) -> None:
-        if self.total_due and now >= self.total_due:
-            self.fail(TotalTimeout("the fetch's total deadline passed"))
+        total = self.total_due
+        if total and now >= total:
+            # A phase deadline due at (about) the same time, as a float timeout sets
+            # them all, says more about where the fetch stalled than "total".
+            if self._writing and self.write_due and self.write_due - total <= GRANULARITY_NS:
+                self.fail(WriteTimeout(self.WRITE_TIMEOUT))
+            elif self.reading and self.read_due and self.read_due - total <= GRANULARITY_NS:
+                self.fail(ReadTimeout(f"no response bytes for {self.read_ns / 1e9:g} s"))
+            else:
+                self.fail(TotalTimeout("the fetch's total deadline passed"))
         elif self._writing and self.write_due and now >= self.write_due:
             self.fail(WriteTimeout(self.WRITE_TIMEOUT))
         elif self.reading and self.read_due and now >= self.read_due:
