@@ -107,6 +107,7 @@ def test_refused_port_exits_1_and_says_connection_refused(free_port):
     port = free_port()
     code, text, _ = bench(f"http://127.0.0.1:{port}/", "-n", "20")
     assert code == 1 and "connect 20" in text
+    assert "throughput: 0.0 req/s" in text  # network errors are not responses
     code, out, err = run(f"http://127.0.0.1:{port}/")
     assert code == 1 and out == ""
     assert f"connection refused by 127.0.0.1:{port}" in err

@@ -394,3 +394,19 @@ def test_resolver_error_keeps_its_cause(arun):
             assert isinstance(info.value.__cause__, OSError)
 
     arun(main)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: restiming.Client(restiming.Performance(), timeout=0),
+    lambda: restiming.Client(restiming.Performance(), max_redirects=-1),
+    lambda: restiming.Client(restiming.Performance(), verify="/nonexistent/ca.pem"),
+    lambda: restiming.Client(restiming.Performance(), proxy="socks5://127.0.0.1:1"),
+    lambda: restiming.Timeout(connect=-1),
+    lambda: restiming.Limits(max_connections=0),
+    lambda: restiming.CachingResolver(ttl=-1),
+], ids=["timeout", "max_redirects", "verify", "proxy", "Timeout", "Limits", "resolver-ttl"])
+def test_bad_configuration_is_a_typed_caller_error(make):
+    """SPEC §2: one hierarchy; a caller's bad value is InvalidRequest (also ValueError)."""
+    with pytest.raises(restiming.InvalidRequest) as info:
+        make()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, restiming.RestimingError)

@@ -45,7 +45,8 @@ def _group_summary(group, agg: Aggregator, elapsed: float, open_loop: bool) -> d
             "unexpected": responses - expected, "errors": errors,
             "statuses": {str(k): v for k, v in statuses.items()},
             "failures": failures, "failure_rate": failures / ended if ended else 0.0,
-            "rps": ended / elapsed, "ok_rps": expected / elapsed, "phases": phases}
+            # throughput counts responses (any status); a network error is not one
+            "rps": responses / elapsed, "ok_rps": expected / elapsed, "phases": phases}
 
 
 def _metric_value(t, hists: dict, totals: dict) -> float | None:

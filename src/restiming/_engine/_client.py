@@ -91,11 +91,11 @@ def _ssl_context(verify, alpn=("http/1.1",)) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     elif isinstance(verify, (str, os.PathLike)):
         if not os.path.isfile(verify):
-            raise ValueError(f"verify: CA file {os.fspath(verify)!r} does not exist")
+            raise InvalidRequest(f"verify: CA file {os.fspath(verify)!r} does not exist")
         try:
             ctx = ssl.create_default_context(cafile=os.fspath(verify))
         except ssl.SSLError as exc:
-            raise ValueError(f"verify: cannot load CA file {os.fspath(verify)!r}: {exc}") from exc
+            raise InvalidRequest(f"verify: cannot load CA file {os.fspath(verify)!r}: {exc}") from exc
     else:
         raise TypeError("verify must be True, False, a CA file path or an ssl.SSLContext")
     ctx.set_alpn_protocols(list(alpn))
@@ -170,7 +170,7 @@ class Client:
         if not isinstance(performance, Performance):
             raise TypeError(f"performance must be a restiming.Performance, not {type(performance).__name__}")
         if isinstance(max_redirects, bool) or not isinstance(max_redirects, int) or max_redirects < 0:
-            raise ValueError(f"max_redirects must be an int >= 0, got {max_redirects!r}")
+            raise InvalidRequest(f"max_redirects must be an int >= 0, got {max_redirects!r}")
         if resolver is not None and not callable(getattr(resolver, "resolve", None)):
             raise TypeError("resolver must have an async resolve(host, port) method")
         limits = Limits() if limits is None else limits

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from restiming._exceptions import TotalTimeout
+from restiming._exceptions import InvalidRequest, TotalTimeout
 
 __all__ = ["Timeout", "Limits", "bound"]
 
@@ -20,7 +20,7 @@ def _seconds(value: object, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds or None, not {type(value).__name__}")
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a positive finite number of seconds, got {value!r}")
+        raise InvalidRequest(f"{what} must be a positive finite number of seconds, got {value!r}")
     return float(value)
 
 
@@ -97,8 +97,8 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Limits.{name} must be an int, not {type(value).__name__}")
             if value < 1:
-                raise ValueError(f"Limits.{name} must be >= 1, got {value}")
+                raise InvalidRequest(f"Limits.{name} must be >= 1, got {value}")
         for name in ("keepalive_expiry", "max_decompression_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"Limits.{name} must be a number >= 0, got {value!r}")
+                raise InvalidRequest(f"Limits.{name} must be a number >= 0, got {value!r}")

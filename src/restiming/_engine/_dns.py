@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import time
 
-from restiming._exceptions import DNSError
+from restiming._exceptions import DNSError, InvalidRequest
 
 __all__ = ["CachingResolver", "DEFAULT_DNS_TTL", "DEFAULT_DNS_CACHE_SIZE"]
 
@@ -48,7 +48,7 @@ class CachingResolver:
 
     def __init__(self, ttl: float = DEFAULT_DNS_TTL, max_entries: int = DEFAULT_DNS_CACHE_SIZE) -> None:
         if not ttl >= 0:
-            raise ValueError(f"ttl must be >= 0, got {ttl!r}")
+            raise InvalidRequest(f"ttl must be >= 0, got {ttl!r}")
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[tuple[str, int], tuple[float, list]] = {}

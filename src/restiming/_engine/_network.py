@@ -157,6 +157,8 @@ async def open_connection(loop, protocol, stamps, addrs, host: str,
                 # (asyncio's own transports close this very object: nothing to do.)
                 sock.detach()
             raise
+    if len(errors) == 1:  # "address: reason"
+        raise ConnectError(f"cannot connect to {errors[0]}") from last
     raise ConnectError(f"cannot connect to {host}: {'; '.join(errors) or 'no address'}") from last
 
 

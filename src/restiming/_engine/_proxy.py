@@ -22,7 +22,7 @@ import urllib.parse
 import h11
 
 from restiming._binding import lib
-from restiming._exceptions import ProxyError
+from restiming._exceptions import InvalidRequest, ProxyError
 from restiming._fields import SLOT
 
 __all__ = ["Proxy", "Proxies", "Tunnel"]
@@ -42,13 +42,13 @@ class Proxy:
             raise TypeError(f"proxy must be a str URL, not {type(url).__name__}")
         parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme.lower() != "http":
-            raise ValueError(f"proxy: only http:// proxies are supported, got {url!r}")
+            raise InvalidRequest(f"proxy: only http:// proxies are supported, got {url!r}")
         try:
             port = parts.port or 80
         except ValueError as exc:
-            raise ValueError(f"proxy: bad port in {url!r}") from exc
+            raise InvalidRequest(f"proxy: bad port in {url!r}") from exc
         if not parts.hostname:
-            raise ValueError(f"proxy: no host in {url!r}")
+            raise InvalidRequest(f"proxy: no host in {url!r}")
         self.host = parts.hostname
         self.port = port
         self.authorization: bytes | None = None
