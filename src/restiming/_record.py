@@ -66,6 +66,14 @@ def _bounded(url: str, texts: tuple, budget: int) -> tuple[bytes, bytes]:
     return url.encode("utf-8", "surrogateescape"), "\0".join(texts).encode("utf-8", "surrogateescape")
 
 
+def _opaque(stamps: list) -> None:
+    """The opaque shape's stamps (failed Timing-Allow-Origin check or network error):
+    the detailed ones zeroed, fetch_start back to start_time."""
+    for slot in _OPAQUE_SLOTS:
+        stamps[slot] = 0
+    stamps[_FETCH] = stamps[_START]
+
+
 def _unknown(phase: object) -> ValueError:
     return ValueError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
@@ -230,9 +238,7 @@ class Recorder:
         flags = _REUSED if connection_reused else 0
         if error is not None or not timing_allow_passed:
             flags |= _TAO_FAILED
-            for slot in _OPAQUE_SLOTS:
-                stamps[slot] = 0
-            stamps[_FETCH] = stamps[_START]
+            _opaque(stamps)
             encoded_body_size = decoded_body_size = 0
             next_hop_protocol = server_timing = ""
             if error is not None:
@@ -268,9 +274,7 @@ class Recorder:
         flags = _REUSED if reused else 0
         if not tao_passed:
             flags |= _TAO_FAILED
-            for slot in _OPAQUE_SLOTS:
-                stamps[slot] = 0
-            stamps[_FETCH] = stamps[_START]
+            _opaque(stamps)
             encoded = decoded = 0
             protocol = server_timing = ""
         texts = (self.initiator_type, protocol, content_type, content_encoding, "", server_timing, "", "",
