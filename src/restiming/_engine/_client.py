@@ -127,12 +127,7 @@ class _Fetch:
                  proxy=None) -> None:
         self.rec = rec
         self.stamps = rec.stamps
-        self.url = url
-        # The pool key: the origin, and the proxy when the fetch goes through one.
-        self.origin = (url.scheme, url.host, url.port) if proxy is None else \
-            (url.scheme, url.host, url.port, proxy.key)
-        self.proxy = proxy
-        self.https = url.scheme == "https"
+        self.go_to(url, proxy)
         self.method = method
         self.headers = headers
         self.body = body
@@ -149,6 +144,15 @@ class _Fetch:
         self.history: list[tuple[int, str]] = []  # (status, url) of each redirect followed
         self.request = request  # the h11 event of the current hop, and its bytes
         self.head = head
+
+    def go_to(self, url, proxy) -> None:
+        """The hop's URL, its proxy route and its pool key (the origin, and the proxy
+        when the fetch goes through one)."""
+        self.url = url
+        self.proxy = proxy
+        self.origin = (url.scheme, url.host, url.port) if proxy is None else \
+            (url.scheme, url.host, url.port, proxy.key)
+        self.https = url.scheme == "https"
 
 
 class Client:
@@ -304,10 +308,7 @@ class Client:
         if timeout is None:
             t, ns = self.timeout, self._timeout_ns
         else:
-            try:
-                t = Timeout.coerce(timeout)
-            except ValueError as exc:
-                raise InvalidRequest(str(exc)) from exc
+            t = Timeout.coerce(timeout)  # InvalidRequest (or TypeError) for a bad value
             ns = self._to_ns(t)
         if intended_start is not None:
             check_intended_start(intended_start)
@@ -367,11 +368,7 @@ class Client:
                                                               ex.url.origin, new_url.origin)
             if ex.tao is not None:
                 ex.tao.on_redirect(ex.url.origin, new_url.origin)
-            ex.url = new_url
-            ex.proxy = self._proxies.select(new_url) if self._proxies is not None else None
-            ex.origin = (new_url.scheme, new_url.host, new_url.port) if ex.proxy is None else \
-                (new_url.scheme, new_url.host, new_url.port, ex.proxy.key)
-            ex.https = new_url.scheme == "https"
+            ex.go_to(new_url, self._proxies.select(new_url) if self._proxies is not None else None)
             try:
                 ex.request, ex.head = self._req.event(new_url, ex.method, ex.headers, ex.body, ex.proxy)
             except InvalidRequest as exc:

@@ -102,9 +102,14 @@ class Exchange:
 
     # --------------------------------------------------------------- deadlines
     def due(self) -> int:
-        due = 0
-        for d in (self.read_due if self.reading else 0, self.write_due if self._writing else 0,
-                  self.total_due):
+        """The earliest deadline that runs now (ns), 0 for none."""
+        due = self.total_due
+        if self.reading:
+            d = self.read_due
+            if d and (not due or d < due):
+                due = d
+        if self._writing:
+            d = self.write_due
             if d and (not due or d < due):
                 due = d
         return due
@@ -129,11 +134,11 @@ class Exchange:
             if due:
                 self.sweep.watch(self, due, self.loop)
 
-    def watch_read(self) -> None:
-        """Someone waits for response bytes from now: the read deadline runs."""
+    def watch_read(self, now: int = 0) -> None:
+        """Someone waits for response bytes from ``now`` (default: the C clock): the
+        read deadline runs."""
         self.reading = True
-        if self.read_ns:
-            self.read_due = _now() + self.read_ns
+        self.read_due = (now or _now()) + self.read_ns if self.read_ns else 0
         due = self.due()
         if due:
             self.sweep.watch(self, due, self.loop)

@@ -162,14 +162,7 @@ class H2Stream(Exchange):
         now = _now()
         if done and not pending:
             stamps[_REQUEST_END] = now
-        self.reading = True
-        due = total_due
-        if read_ns:
-            due = self.read_due = now + read_ns
-            if total_due and total_due < due:
-                due = total_due
-        if due:
-            self.sweep.watch(self, due, self.loop)
+        self.watch_read(now)
         return 0 if done and not pending else 1
 
     def send_body(self) -> bool:

@@ -1,6 +1,6 @@
 """The protocol layer: one HTTP/1.1 connection, h11 driven from the transport callbacks.
 
-``HTTP11Connection`` is the asyncio protocol of its socket. ``send`` writes a whole
+``HTTP11Connection`` is the asyncio protocol of its socket. ``start`` writes a whole
 request inline (``request_start`` before the write, ``request_end`` once the bytes
 are in the kernel); ``data_received`` stamps each chunk's arrival with the C clock,
 feeds h11 and consumes every event it can at once, so the fetch waiting on this
@@ -118,12 +118,8 @@ class HTTP11Connection(Exchange, asyncio.Protocol):
             if not self._head_ns:
                 self._head_ns = now
             self._head_fed += len(data)
-        try:
-            self.h11.receive_data(data)
-        except h11.RemoteProtocolError as exc:  # data after a closed connection
-            self.fail(ProtocolError(f"malformed response: {exc}"), exc)
-            return
-        self._process(now)
+        if self._feed(data):
+            self._process(now)
 
     def eof_received(self):
         self.eof = True
@@ -312,16 +308,7 @@ class HTTP11Connection(Exchange, asyncio.Protocol):
         now = _now()
         if not pending:
             stamps[_REQUEST_END] = now
-        self.reading = True
-        if read_ns:
-            due = self.read_due = now + read_ns
-            if total_due and total_due < due:
-                due = total_due
-            self.sweep.watch(self, due, self.loop)
-        else:
-            self.read_due = 0
-            if total_due:
-                self.sweep.watch(self, total_due, self.loop)
+        self.watch_read(now)
         if self.early_ns:
             # Bytes that came before the request: their stamps are this moment, never
             # earlier than request_start (stamps are taken in a fixed order).

@@ -73,11 +73,19 @@ class Pool:
     def try_reserve(self, origin: tuple) -> bool:
         """Reserve a slot for a new connection to ``origin`` if the limits allow it
         now (no waiting, no coroutine)."""
-        limits = self._limits
         if self.closed or self._waiters:
             return False  # those already waiting go first
-        if self._multiplex and origin[0] == "https" and origin not in self._h1_origins:
+        if self._may_negotiate(origin):
             return False  # may negotiate h2: acquire() shares the connection being opened
+        return self._reserve(origin)
+
+    def _may_negotiate(self, origin: tuple) -> bool:
+        """A new connection to ``origin`` may speak h2 (and carry other fetches)."""
+        return self._multiplex and origin[0] == "https" and origin not in self._h1_origins
+
+    def _reserve(self, origin: tuple) -> bool:
+        """Take a slot for a new connection if the limits allow it."""
+        limits = self._limits
         if self._total < limits.max_connections and self._per_origin[origin] < limits.max_connections_per_origin:
             self._total += 1
             self._per_origin[origin] += 1
@@ -110,13 +118,10 @@ class Pool:
             conn = self.take_idle(origin) if allow_idle else None
             if conn is not None:
                 return conn
-            negotiating = self._multiplex and origin[0] == "https" and origin not in self._h1_origins
+            negotiating = self._may_negotiate(origin)
             if negotiating and allow_idle and self._negotiating[origin]:
                 pass  # wait for the connection being opened: it may carry us too
-            elif self._total < limits.max_connections and \
-                    self._per_origin[origin] < limits.max_connections_per_origin:
-                self._total += 1
-                self._per_origin[origin] += 1
+            elif self._reserve(origin):
                 if negotiating:
                     self._negotiating[origin] += 1
                 return None
