@@ -137,7 +137,7 @@ uint64_t rt_ring_max_record(const rt_ring *r);
 int rt_record_stamp(rt_record *rec, uint32_t slot);
 int rt_ring_publish(rt_ring *r, const rt_record *rec, const char *strings,
                     uint32_t strings_len);
-/* The same, from one packed buffer: the 168-byte record then its url_len +
+/* The same, from one packed buffer: the fixed-size record (sizeof(rt_record)) then its url_len +
  * text_len bytes of strings; len must be exactly that (RT_EINVAL otherwise).
  * The recording hot path: one call per entry. */
 int rt_ring_publish_raw(rt_ring *r, const char *buf, uint32_t len);

@@ -560,8 +560,10 @@ def test_worker_start_is_always_zero(perf):
 @pytest.mark.parametrize("method, args", [("stamp", ()), ("get", ()), ("set", (1,)), ("clear", ())])
 def test_unknown_phase_names_the_valid_ones(perf, method, args):
     rec = perf.begin("https://example.test/unknown")
-    with pytest.raises(ValueError, match="response_start.*worker_start|phases are"):
+    with pytest.raises(ValueError) as info:
         getattr(rec, method)("dns_start", *args)
+    message = str(info.value)
+    assert "dns_start" in message and "response_start" in message and "worker_start" in message
 
 
 def test_drain_returns_lazily_decoded_entries(perf):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from restiming import Performance, RestimingError, SharedTimelineError
-from restiming._fields import RECORD
+from restiming._fields import RECORD, TEXTS
 
 SHM = Path("/dev/shm")
 pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="needs /dev/shm (POSIX shared memory)")
@@ -35,7 +35,7 @@ def shm_file(perf: Performance) -> Path:
     return SHM / perf.share_name.lstrip("/")
 
 
-def cells_of(url: str, text: str = "fetch" + "\0" * 9) -> int:
+def cells_of(url: str, text: str = "fetch" + "\0" * (len(TEXTS) - 1)) -> int:
     n = RECORD.size + len(url.encode()) + len(text.encode())
     return (n + 8 + PAYLOAD - 1) // PAYLOAD
 

@@ -173,7 +173,7 @@ _JS = r"""
     rows.forEach(function (r) {
       var bw = Math.max(1, (x(r.w) - x(0)) * 0.7), bx = x(r.mid) - bw / 2;
       tip(el("rect", {x: bx, y: yc(r.rate), width: bw, height: yc(0) - yc(r.rate), fill: "#bfdbfe"}, svg),
-          "t=" + tick(r.t) + " s: " + r.count + " responses, " + (r.errors || 0) + " failed");
+          "t=" + tick(r.t) + " s: " + r.count + " responses, " + (r.errors || 0) + " network errors");
       if (r.errors) el("rect", {x: bx, y: yc(r.erate), width: bw, height: yc(0) - yc(r.erate), fill: "#fca5a5"}, svg);
       count("timeline", 1);
     });
@@ -577,7 +577,7 @@ unexpected statuses plus network errors.</p>{outcome_table}</section>
  if groups else ""}
 <section><h2>Latency over time</h2>
 <p class="note">p50, p99 and max latency per {_ms(float(width) * 1000)} ms slot (log scale); bars are
-responses per second, red the failed ones.</p>
+responses per second, red the network errors (unexpected statuses are in the outcome table).</p>
 <div id="chart-timeline"></div></section>
 <section><h2>Latency by percentile</h2>
 <p class="note">Each phase's full distribution from its HdrHistogram, out to the max.</p>

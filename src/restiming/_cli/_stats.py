@@ -52,10 +52,10 @@ assert STAMPS[:15] == ("start_time", "fetch_start", "redirect_start", "redirect_
                        "request_start", "request_end", "first_interim_response_start",
                        "final_response_headers_start", "response_end", "intended_start"), STAMPS
 _unpack = RECORD.unpack_from
-_ERROR_INDEX = 6  # position of "error" in _fields.TEXTS
-_PROTOCOL_INDEX = 1  # position of "next_hop_protocol"
-assert TEXTS[_ERROR_INDEX] == "error" and TEXTS[_PROTOCOL_INDEX] == "next_hop_protocol", TEXTS
-_WARMUP = b"warmup\0"
+_ERROR_INDEX = TEXTS.index("error")
+_PROTOCOL_INDEX = TEXTS.index("next_hop_protocol")
+_WARMUP = b"warmup\0"  # the initiator type, the first string after the URL
+assert TEXTS[0] == "initiator_type", TEXTS
 
 
 def phases_ns(v: tuple) -> dict:
@@ -179,8 +179,6 @@ class Aggregator:
         self._rng = random.Random(1).random
         self.hlog = hlog
         self._hlog_open: dict[int, list[int]] = {}
-        self.first_ns = 0
-        self.last_ns = 0
         self._hlog_merged: dict[int, Histogram] = {}
 
     def start(self, t0_ns: int) -> None:
@@ -285,10 +283,6 @@ class Aggregator:
                 bucket.append(bytes(buf[off - 8:pos]))
             elif rand() * seen[kind] < k:
                 bucket[int(rand() * k)] = bytes(buf[off - 8:pos])
-            if rend > self.last_ns:
-                self.last_ns = rend
-            if not self.first_ns or st < self.first_ns:
-                self.first_ns = st
         self._flush()
         return read
 
@@ -430,7 +424,6 @@ class Aggregator:
             "hlog": [(i, _sparse(h)) for i, h in self.hlog.intervals.items()]
             if isinstance(self.hlog, IntervalCollector) else [],
             "samples": self.samples, "seen": dict(self._seen),
-            "first_ns": self.first_ns, "last_ns": self.last_ns,
         }
 
     def merge_delta(self, d: dict, shift_ns: int = 0) -> None:
@@ -476,10 +469,6 @@ class Aggregator:
                     bucket.append(p)
                 elif self._rng() * self._seen[kind] < n:
                     bucket[int(self._rng() * k)] = p
-        if d["first_ns"] and (not self.first_ns or d["first_ns"] + shift_ns < self.first_ns):
-            self.first_ns = d["first_ns"] + shift_ns
-        if d["last_ns"]:
-            self.last_ns = max(self.last_ns, d["last_ns"] + shift_ns)
 
 
 class IntervalCollector:

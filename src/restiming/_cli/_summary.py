@@ -20,9 +20,6 @@ from ._stats import HIST_PHASES, Aggregator
 
 __all__ = ["build_summary", "format_summary"]
 
-_AGG_PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0), ("p999_ms", 99.9))
-
-
 def _phase_row(hist: Histogram, with_hdr: bool = True) -> dict:
     if not hist.count:
         return {"count": 0}

@@ -6,7 +6,6 @@ Resource Timing record). Pure: takes an entry (and response facts), returns text
 from __future__ import annotations
 
 import errno
-import socket
 
 from restiming._url import parse_url
 from restiming.phases import PHASES, phase_spans
@@ -97,25 +96,15 @@ ERROR_PHASES = {
 }
 
 
-def _refused(exc, url: str) -> bool:
-    """Whether the connect failure was a refused connection (ECONNREFUSED)."""
+def _refused(exc) -> bool:
+    """Whether the connect failure was a refused connection (the engine keeps the
+    OSError as the cause)."""
     seen, cause = 0, exc.__cause__ or exc.__context__
     while cause is not None and seen < 10:
         if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
             return True
         cause = cause.__cause__ or cause.__context__
         seen += 1
-    if seen:
-        return False
-    # The engine dropped the OSError (and its errno) on the way out: ask the kernel
-    # once more, for the message only (one connect to the same address, 1 s at most).
-    try:
-        u = parse_url(url)
-        socket.create_connection((u.host.strip("[]"), u.port), timeout=1.0).close()
-    except ConnectionRefusedError:
-        return True
-    except (OSError, ValueError):
-        pass
     return False
 
 
@@ -134,5 +123,5 @@ def render_error(url: str, exc, *, method: str = "GET") -> str:
     if kind == "timeout":
         phase = f"{getattr(exc, 'phase', 'total')} timeout"
     after = f" after {entry.duration:.3f} ms" if entry is not None else ""
-    message = f"connection refused by {_address(url)}" if kind == "connect" and _refused(exc, url) else str(exc)
+    message = f"connection refused by {_address(url)}" if kind == "connect" and _refused(exc) else str(exc)
     return f"{method} {url}\n  error [{kind}] during {phase}{after}: {message}\n"

@@ -19,7 +19,7 @@ import zlib
 
 from restiming._exceptions import DecompressionLimit, ProtocolError
 
-__all__ = ["Decoder", "supported_encodings", "content_encoding_attribute"]
+__all__ = ["Decoder", "supported_encodings", "content_encoding_attribute", "decodes"]
 
 try:  # optional
     import brotli  # type: ignore
@@ -161,13 +161,24 @@ def _make(coding: str):
     return None
 
 
+def _codings(content_encoding: str) -> list[str]:
+    """The codings of a Content-Encoding value, in order, ``identity`` left out."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    return [c for c in codings if c and c != "identity"]
+
+
+def decodes(content_encoding: str | None) -> bool:
+    """True when a body with this Content-Encoding is delivered decoded (every coding
+    is one restiming decodes); otherwise it is passed through as it came."""
+    codings = _codings(content_encoding or "")
+    return bool(codings) and all(c in _DECODED for c in codings)
+
+
 class Decoder:
     """Decodes a body given its Content-Encoding field value."""
 
     def __init__(self, content_encoding: str, max_bytes: int, max_ratio: float) -> None:
-        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
-        codings = [c for c in codings if c != "identity"]
-        stages = [_make(c) for c in reversed(codings)]
+        stages = [_make(c) for c in reversed(_codings(content_encoding))]
         # An unknown coding anywhere means we cannot decode: pass the bytes through.
         self._stages = [] if any(s is None for s in stages) else stages
         self._max = max_bytes

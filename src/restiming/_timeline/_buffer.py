@@ -58,7 +58,7 @@ class BufferPolicy:
                     raise RestimingError("ring record larger than its own limit")
                 data = bytes(big[:used])
             elif count == 0:
-                if self._stuck is not None and ring.shared and self._stuck.check(ring):
+                if self._stuck is not None and self._stuck.check(ring):
                     continue  # stepped over a dead producer's record: drain on
                 break
             elif klass == 0:
@@ -212,17 +212,9 @@ class BufferPolicy:
     def drain(self) -> list[PerformanceResourceTiming]:
         """Take and remove every buffered entry (primary and secondary), sorted by
         start_time. Entries are decoded on first access, so taking them is cheap."""
-        self._check_queryable()
-        self._sync()
-        with self._lock:
-            self._check_open()
-            items = list(self._store.records())
-            items.extend((packed, 8) for packed in self._secondary)
-            n = self._store.count
-            self._store.clear()
-            self._ring.release_primary(n)
-            self._ring.release_secondary(len(self._secondary))
-            self._secondary = []
+        chunks, secondary = self._take_all()
+        items = [(buf, off) for buf, used, _ in chunks for off, _n in iter_records(buf, 0, used)]
+        items.extend((packed, 8) for packed in secondary)
         items.sort(key=_by_start)
         origin = self._origin_ns
         return [_lazy(buf, off, origin) for buf, off in items]
@@ -232,18 +224,23 @@ class BufferPolicy:
         ``(buffer, start, end)`` spans of length-prefixed records (``_ring.iter_records``
         reads them; ``_fields.RECORD`` unpacks each body), in arrival order, unsorted.
         For consumers that aggregate without building an entry per record (the bench)."""
+        chunks, secondary = self._take_all()
+        spans = [(buf, 0, used) for buf, used, _ in chunks if used]
+        spans.extend((packed, 0, len(packed)) for packed in secondary)
+        return spans
+
+    def _take_all(self) -> tuple[list, list]:
+        """Empty both buffers and give their slots back: (the store's chunks as
+        [buffer, used, count], the secondary buffer's packed records)."""
         self._check_queryable()
         self._sync()
         with self._lock:
             self._check_open()
-            spans = [(buf, 0, used) for buf, used, _ in self._store.chunks if used]
-            spans.extend((packed, 0, len(packed)) for packed in self._secondary)
-            n = self._store.count
-            self._store.clear()
-            self._ring.release_primary(n)
-            self._ring.release_secondary(len(self._secondary))
+            chunks, secondary = self._store.chunks, self._secondary
+            self._ring.release_primary(self._store.clear())
+            self._ring.release_secondary(len(secondary))
             self._secondary = []
-        return spans
+        return chunks, secondary
 
     @property
     def dropped_entries(self) -> int:

@@ -22,21 +22,13 @@ https://www.python-httpx.org/advanced/transports/
 
 from __future__ import annotations
 
-import importlib.util
 
 import httpx
 
 import restiming
+from restiming._engine._decoding import decodes  # what the engine delivers decoded
 
 __all__ = ["AsyncTransport"]
-
-# SPEC §3 contentEncoding: the codings restiming decodes (br and zstd when installed).
-# Any other coding anywhere in the list means the body is passed through undecoded.
-_DECODED = {"gzip", "x-gzip", "deflate"}
-if importlib.util.find_spec("brotli") is not None:
-    _DECODED.add("br")
-if importlib.util.find_spec("zstandard") is not None:
-    _DECODED.add("zstd")
 
 # restiming error -> httpx error, most specific first (the first isinstance match wins).
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.HTTPError]], ...] = (
@@ -72,14 +64,6 @@ def map_error(exc: BaseException, request: httpx.Request | None = None) -> BaseE
         if isinstance(exc, ours):
             return theirs(str(exc), request=request)
     return exc
-
-
-def _decoded_by_engine(content_encoding: str | None) -> bool:
-    if not content_encoding:
-        return False
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    codings = [c for c in codings if c and c != "identity"]
-    return bool(codings) and all(c in _DECODED for c in codings)
 
 
 def _seconds(value):
@@ -163,7 +147,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         except restiming.RestimingError as exc:
             raise map_error(exc, request) from exc
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers.items()]
-        if _decoded_by_engine(response.headers.get("content-encoding")):
+        if decodes(response.headers.get("content-encoding")):
             raw = [(n, v) for n, v in raw if n.lower() not in _RESPONSE_DECODED_DROP]
         stream = _ResponseStream(context, response, request)
         result = httpx.Response(
