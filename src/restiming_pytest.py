@@ -109,7 +109,8 @@ def resource_timing(request):
 
     perf = restiming.Performance()
     request.node.stash[_PERF_KEY] = perf
-    yield perf
+    yield perf  # the failure report (the call phase's) is made before this teardown
+    perf.close()
 
 
 class SyncAsyncClient:
